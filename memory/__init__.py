@@ -1,0 +1,45 @@
+"""Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
+
+from memory.errors import (
+    ConfigurationError,
+    CorruptSessionError,
+    InvalidRequestError,
+    InvalidSessionIdError,
+    SessionFullError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailableError,
+    TurnTooLargeError,
+)
+from memory.factory import backend_name, open_store
+from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
+from memory.models import MAX_SAFE_INTEGER, ChatTurn, Role, SaveResult
+from memory.settings import StoreSettings
+from memory.store import SessionStore
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "MAX_SESSION_ID_CHARS",
+    "SESSION_ID_RULE",
+    "ChatTurn",
+    "ConfigurationError",
+    "CorruptSessionError",
+    "InvalidRequestError",
+    "InvalidSessionIdError",
+    "Role",
+    "SaveResult",
+    "SessionFullError",
+    "SessionMemoryError",
+    "SessionStore",
+    "StoreAuthError",
+    "StoreError",
+    "StoreSettings",
+    "StoreUnavailableError",
+    "TurnTooLargeError",
+    "backend_name",
+    "check_session_id",
+    "new_session_id",
+    "open_store",
+    "session_key",
+]

@@ -1,0 +1,80 @@
+"""The Redis backend: any Redis-protocol server (Redis, Valkey, Upstash's TCP endpoint) via redis-py."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from memory.errors import CorruptSessionError, SessionMemoryError, StoreAuthError, StoreError, StoreUnavailableError
+from memory.rules import Limits
+from memory.scripted import Argument, ScriptedStore
+
+_AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "NOPERM")
+
+
+def safe_location(url: str) -> str:
+    """The URL without user name or password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+
+class RedisStore(ScriptedStore):
+    """Sessions in a Redis-protocol server, with the same keys and script as the Upstash backend."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, limits: Limits, timeout_seconds: float, retries: int) -> None:
+        super().__init__(limits, timeout_seconds, retries)
+        self._location = safe_location(url)
+        # Retries are ours, shared with the Upstash backend and bounded by the timeout.
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    async def _command(self, *args: Argument) -> object:
+        return await self._client.execute_command(*args)
+
+    def _is_transient(self, exc: Exception) -> bool:
+        return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and not isinstance(
+            exc, redis_errors.AuthenticationError
+        )
+
+    def _is_noscript(self, exc: Exception) -> bool:
+        return isinstance(exc, redis_errors.NoScriptError)
+
+    def _translate(self, exc: Exception) -> SessionMemoryError | None:
+        message = str(exc)
+        if isinstance(exc, redis_errors.AuthenticationError) or (
+            isinstance(exc, redis_errors.ResponseError) and message.upper().startswith(_AUTH_MARKERS)
+        ):
+            return StoreAuthError(f"Redis at {self._location} rejected the credentials in REDIS_URL")
+        if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+            return StoreUnavailableError(
+                f"could not reach Redis at {self._location} ({type(exc).__name__}); try again later"
+            )
+        if isinstance(exc, UnicodeDecodeError):
+            return CorruptSessionError("the value stored at the session key is not UTF-8 text; it was left unchanged")
+        if isinstance(exc, redis_errors.ResponseError):
+            if message.startswith("WRONGTYPE"):
+                return CorruptSessionError(
+                    "the session key holds a Redis type other than a string; it was left unchanged"
+                )
+            return StoreError(f"Redis refused the command: {message}")
+        return None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

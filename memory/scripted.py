@@ -1,0 +1,113 @@
+"""What the Redis and Upstash backends share: key layout, the append script, timeouts, retries."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+import anyio
+
+from memory.codec import decode_session
+from memory.errors import SessionMemoryError, StoreUnavailableError
+from memory.models import ChatTurn, SaveResult
+from memory.rules import Limits, check_last, newest, save_result
+from memory.script import append_arguments, append_turn_script, parse_append_reply
+
+logger = logging.getLogger(__name__)
+
+Argument = str | int
+
+
+class ScriptedStore(ABC):
+    """A session store on a Redis-protocol server: GET to read, one Lua script to append."""
+
+    backend: str
+
+    def __init__(self, limits: Limits, timeout_seconds: float, retries: int) -> None:
+        self._limits = limits
+        self._timeout = timeout_seconds
+        self._retries = retries
+
+    @property
+    @abstractmethod
+    def location(self) -> str: ...
+
+    @abstractmethod
+    async def _command(self, *args: Argument) -> object:
+        """Send one command; raise the client's own exceptions."""
+
+    @abstractmethod
+    def _is_transient(self, exc: Exception) -> bool:
+        """True if the command may not have reached the store and can be sent again."""
+
+    @abstractmethod
+    def _is_noscript(self, exc: Exception) -> bool: ...
+
+    @abstractmethod
+    def _translate(self, exc: Exception) -> SessionMemoryError | None:
+        """The memory-layer error for a client exception, or None to let it propagate."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
+        key = self._limits.key_for(session_id)
+        check_last(last)
+        value = await self._call("GET", key)
+        if value is None:
+            return []
+        if not isinstance(value, (str, bytes)):
+            value = str(value)
+        return newest(decode_session(value, session_id), last)
+
+    async def save_turn(self, session_id: str, turn: ChatTurn) -> SaveResult:
+        key = self._limits.key_for(session_id)
+        arguments = append_arguments(self._limits.encode_new_turn(turn), self._limits)
+        script = append_turn_script()
+        try:
+            reply = await self._call("EVALSHA", script.sha1, 1, key, *arguments, noscript_passes=True)
+        except _NoScript:
+            # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
+            logger.debug("append script not cached by the store; sending it with EVAL")
+            reply = await self._call("EVAL", script.source, 1, key, *arguments)
+        outcome, count = parse_append_reply(reply)
+        return save_result(outcome, count, session_id, self._limits)
+
+    async def delete_session(self, session_id: str) -> bool:
+        deleted = await self._call("DEL", self._limits.key_for(session_id))
+        return bool(deleted)
+
+    async def _call(self, *args: Argument, noscript_passes: bool = False) -> object:
+        """Run a command within the timeout, retrying failures that may not have reached the store.
+
+        Retrying a save is safe: the script recognises a turn it already stored.
+        """
+        try:
+            with anyio.fail_after(self._timeout):
+                attempt = 0
+                while True:
+                    try:
+                        return await self._command(*args)
+                    except Exception as exc:
+                        if noscript_passes and self._is_noscript(exc):
+                            raise _NoScript from exc
+                        if not self._is_transient(exc) or attempt >= self._retries:
+                            raise
+                        attempt += 1
+                        logger.debug("retrying %s after %s", args[0], type(exc).__name__)
+                        await anyio.sleep(0.05 * 2**attempt)
+        except TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"the {self.backend} store did not answer within {self._timeout:g} s; try again later"
+            ) from exc
+        except _NoScript:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+
+class _NoScript(Exception):
+    """The store does not have the append script cached."""

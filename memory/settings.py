@@ -1,0 +1,66 @@
+"""Settings of the memory layer, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memory.errors import ConfigurationError
+
+APP_NAME = "session-memory-mcp"
+SEVEN_DAYS_SECONDS = 7 * 24 * 60 * 60
+
+
+def default_sqlite_path() -> Path:
+    """The embedded store's file in the user's data directory."""
+    return platformdirs.user_data_path(APP_NAME) / "sessions.sqlite3"
+
+
+class StoreSettings(BaseSettings):
+    """Which store to use and the limits every store enforces."""
+
+    # Empty values count as unset, so a copied .env.example selects the default store.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    upstash_redis_rest_url: str | None = None
+    upstash_redis_rest_token: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    sqlite_path: Path = Field(default_factory=default_sqlite_path)
+
+    session_ttl_seconds: int = Field(default=SEVEN_DAYS_SECONDS, ge=1)
+    key_prefix: str = Field(default="", max_length=256, pattern=r"^\S*$")
+    max_content_chars: int = Field(default=100_000, ge=1)
+    max_session_bytes: int = Field(default=1_048_576, ge=1024)
+    store_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    store_retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("upstash_redis_rest_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://example.upstash.io")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None:
+            return None
+        if urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
+
+    @model_validator(mode="after")
+    def _upstash_needs_both(self) -> StoreSettings:
+        if (self.upstash_redis_rest_url is None) != (self.upstash_redis_rest_token is None):
+            raise ConfigurationError(
+                "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
+            )
+        return self

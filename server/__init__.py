@@ -1,0 +1,1 @@
+"""The MCP server that exposes the memory layer to agent hosts."""

@@ -1,0 +1,278 @@
+"""A local Upstash-REST-compatible gateway in front of a real Redis-protocol server.
+
+It speaks the protocol the official SDKs use (POST `/`, `/pipeline`,
+`/multi-exec`; bearer token; `Upstash-Encoding: base64`; JSON results and
+errors) so that the real `upstash-redis` client runs against it unchanged, and
+it can misbehave on demand (stall, answer 500 with HTML, drop the connection
+after executing, execute late) for the fault tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import enum
+import hmac
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.support.redis_server import free_port
+from tests.support.resp import Reply, RespConnection, RespError, SimpleString
+
+
+class Fault(enum.Enum):
+    STALL = "stall"  # hold the request `seconds`, then close without running it
+    HTML_500 = "html_500"  # answer 500 with an HTML page, without running it
+    DROP_AFTER_EXECUTE = "drop_after_execute"  # run it, then reset the connection
+    EXECUTE_LATE = "execute_late"  # wait `seconds`, run it (even if the client left), answer
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    fault: Fault
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    path: str
+    request_bytes: int
+    response_bytes: int
+    status: int
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Number(str):
+    """A JSON number, kept as its literal text."""
+
+
+@dataclass
+class UpstashGateway:
+    redis_port: int
+    token: str
+    port: int = field(default_factory=free_port)
+    records: list[RequestRecord] = field(default_factory=list)
+    one_shot_faults: collections.deque[FaultPlan] = field(default_factory=collections.deque)
+    persistent_fault: FaultPlan | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _server: asyncio.Server | None = None
+    _pool: list[RespConnection] = field(default_factory=list)
+    _connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    _in_flight: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- control, from any thread -------------------------------------------------
+
+    def start(self) -> UpstashGateway:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", self.port, limit=2**26)
+            )
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="upstash-gateway", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the gateway did not start")
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection, as an outage would."""
+        if self._loop is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = None
+        self._thread = None
+
+    def inject(self, fault: Fault, seconds: float = 0.0, count: int = 1) -> None:
+        """Apply `fault` to the next `count` requests."""
+        self.one_shot_faults.extend(FaultPlan(fault, seconds) for _ in range(count))
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Block until no request is being handled (late executions included)."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight or self.one_shot_faults:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway is still busy")
+            time.sleep(0.01)
+
+    def reset(self) -> None:
+        self.records.clear()
+        self.one_shot_faults.clear()
+        self.persistent_fault = None
+
+    # -- serving, on the gateway's own loop ----------------------------------------
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._connections):
+            writer.transport.abort()
+        for connection in self._pool:
+            await connection.close()
+        self._pool.clear()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            while await self._serve_one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        request_line = await reader.readline()
+        if not request_line:
+            return False
+        size = len(request_line)
+        headers: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            size += len(line)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        size += len(body)
+        _method, target, _version = request_line.decode("latin-1").split()
+
+        plan = self.one_shot_faults.popleft() if self.one_shot_faults else self.persistent_fault
+        self._in_flight += 1
+        try:
+            if plan is not None and plan.fault is Fault.STALL:
+                await asyncio.sleep(plan.seconds)
+                writer.transport.abort()
+                return False
+            if plan is not None and plan.fault is Fault.HTML_500:
+                status, payload, content_type = 500, b"<html><body>Internal Server Error</body></html>", "text/html"
+            else:
+                if plan is not None and plan.fault is Fault.EXECUTE_LATE:
+                    await asyncio.sleep(plan.seconds)
+                status, result = await self._handle(target, headers, body)
+                payload, content_type = json.dumps(result, separators=(",", ":")).encode(), "application/json"
+                if plan is not None and plan.fault is Fault.DROP_AFTER_EXECUTE:
+                    writer.transport.abort()
+                    return False
+        finally:
+            self._in_flight -= 1
+
+        head = (
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+            f"Upstash-Sync-Token: {uuid.uuid4().hex}\r\n\r\n"
+        ).encode()
+        writer.write(head + payload)
+        await writer.drain()
+        self.records.append(RequestRecord(urlsplit(target).path, size, len(head) + len(payload), status))
+        return headers.get("connection", "").lower() != "close"
+
+    async def _handle(self, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        parts = urlsplit(target)
+        given = headers.get("authorization", "")
+        given = given[7:] if given.lower().startswith("bearer ") else parse_qs(parts.query).get("_token", [""])[0]
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return 401, {"error": "WRONGPASS invalid or missing auth token"}
+        base64_encoding = headers.get("upstash-encoding", "").lower() == "base64"
+        route = "/" + parts.path.lstrip("/")  # the Python SDK posts to //pipeline for a URL ending in /
+        try:
+            parsed = json.loads(body or b"null", parse_int=_Number, parse_float=_Number)
+            if route == "/":
+                reply = await self._run([_command(parsed)])
+                return _single(reply[0], base64_encoding)
+            if route in ("/pipeline", "/multi-exec"):
+                if not isinstance(parsed, list):
+                    raise _BadRequest("ERR the body must be an array of commands")
+                commands = [_command(item) for item in parsed]
+                if route == "/pipeline":
+                    return 200, [_item(reply, base64_encoding) for reply in await self._run(commands)]
+                return await self._multi_exec(commands, base64_encoding)
+            return 404, {"error": f"ERR unknown endpoint {route}"}
+        except (_BadRequest, json.JSONDecodeError) as exc:
+            return 400, {"error": str(exc) if isinstance(exc, _BadRequest) else "ERR the body is not JSON"}
+
+    async def _run(self, commands: list[list[bytes]]) -> list[Reply]:
+        connection = self._pool.pop() if self._pool else await RespConnection.open("127.0.0.1", self.redis_port)
+        try:
+            replies = [await connection.call(command) for command in commands]
+        except BaseException:
+            await connection.close()
+            raise
+        self._pool.append(connection)
+        return replies
+
+    async def _multi_exec(self, commands: list[list[bytes]], base64_encoding: bool) -> tuple[int, Any]:
+        replies = await self._run([[b"MULTI"], *commands, [b"EXEC"]])
+        executed = replies[-1]
+        if isinstance(executed, RespError):
+            return 400, {"error": str(executed)}
+        assert isinstance(executed, list)
+        return 200, [_item(reply, base64_encoding) for reply in executed]
+
+
+def _command(item: object) -> list[bytes]:
+    if not isinstance(item, list) or not item:
+        raise _BadRequest("ERR a command must be a non-empty JSON array")
+    args: list[bytes] = []
+    for arg in item:
+        if isinstance(arg, bool):
+            args.append(b"true" if arg else b"false")
+        elif isinstance(arg, str):  # _Number is a str holding the literal text
+            args.append(arg.encode("utf-8"))
+        else:
+            raise _BadRequest(f"ERR unsupported argument type {type(arg).__name__}")
+    return args
+
+
+def _single(reply: Reply, base64_encoding: bool) -> tuple[int, Any]:
+    if isinstance(reply, RespError):
+        return 400, {"error": str(reply)}
+    return 200, {"result": _to_json(reply, base64_encoding, top=True)}
+
+
+def _item(reply: Reply, base64_encoding: bool) -> dict[str, Any]:
+    if isinstance(reply, RespError):
+        return {"error": str(reply)}
+    return {"result": _to_json(reply, base64_encoding, top=True)}
+
+
+def _to_json(reply: Reply, base64_encoding: bool, top: bool = False) -> Any:
+    if isinstance(reply, SimpleString):
+        if not base64_encoding or (top and reply.text == "OK"):
+            return reply.text
+        return base64.b64encode(reply.text.encode()).decode()
+    if isinstance(reply, bytes):
+        return base64.b64encode(reply).decode() if base64_encoding else reply.decode("utf-8", "replace")
+    if isinstance(reply, list):
+        return [_to_json(item, base64_encoding) for item in reply]
+    if isinstance(reply, RespError):
+        return str(reply)
+    return reply  # int or None

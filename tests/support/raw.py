@@ -1,0 +1,71 @@
+"""Direct access to what a backend stored, bypassing the memory layer."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Protocol
+
+import redis
+
+
+class RawAccess(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None: ...
+    def ttl_ms(self, key: str) -> int: ...
+
+
+class RedisRaw:
+    def __init__(self, port: int) -> None:
+        self.client = redis.Redis(port=port)
+
+    def get(self, key: str) -> bytes | None:
+        value: bytes | None = self.client.get(key)
+        return value
+
+    def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:
+        self.client.set(key, value, ex=ttl_seconds)
+
+    def ttl_ms(self, key: str) -> int:
+        ttl: int = self.client.pttl(key)
+        return ttl
+
+    def billed_commands(self) -> int:
+        """Commands the server has run since the last reset, as Upstash would bill them."""
+        stats = self.client.info("commandstats")
+        return sum(
+            int(entry["calls"])
+            for name, entry in stats.items()
+            if not name.startswith(("cmdstat_info", "cmdstat_config"))
+        )
+
+    def reset_billing(self) -> None:
+        self.client.config_resetstat()
+
+
+class SQLiteRaw:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, isolation_level=None)
+
+    def get(self, key: str) -> bytes | None:
+        with self._connect() as connection:
+            row = connection.execute("SELECT value FROM sessions WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0]).encode()
+
+    def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:
+        text = value.decode() if isinstance(value, bytes) else value
+        expires_at = time.time_ns() // 1_000_000 + ttl_seconds * 1000
+        with self._connect() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO sessions (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, text, expires_at),
+            )
+
+    def ttl_ms(self, key: str) -> int:
+        with self._connect() as connection:
+            row = connection.execute("SELECT expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
+        return -2 if row is None else int(row[0]) - time.time_ns() // 1_000_000
