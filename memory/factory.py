@@ -20,21 +20,12 @@ def backend_name(settings: StoreSettings) -> str:
 
 
 async def open_store(settings: StoreSettings) -> SessionStore:
-    """Open the store the settings select; close it with `aclose()`."""
+    """Open the store `backend_name(settings)` names; close it with `aclose()`."""
     limits = Limits.from_settings(settings)
-    timeout = settings.store_timeout_seconds
-    match backend_name(settings):
-        case "upstash":
-            assert settings.upstash_redis_rest_url and settings.upstash_redis_rest_token  # checked by the settings
-            return UpstashStore(
-                settings.upstash_redis_rest_url,
-                settings.upstash_redis_rest_token.get_secret_value(),
-                limits,
-                timeout,
-                settings.store_retries,
-            )
-        case "redis":
-            assert settings.redis_url
-            return RedisStore(settings.redis_url.get_secret_value(), limits, timeout, settings.store_retries)
-        case _:
-            return await SQLiteStore.open(settings.sqlite_path, limits, timeout)
+    timeout, retries = settings.store_timeout_seconds, settings.store_retries
+    url, token = settings.upstash_redis_rest_url, settings.upstash_redis_rest_token
+    if url is not None and token is not None:
+        return UpstashStore(url, token.get_secret_value(), limits, timeout, retries)
+    if settings.redis_url is not None:
+        return RedisStore(settings.redis_url.get_secret_value(), limits, timeout, retries)
+    return await SQLiteStore.open(settings.sqlite_path, limits, timeout)

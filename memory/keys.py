@@ -28,9 +28,7 @@ def check_session_id(session_id: str) -> str:
     if not session_id:
         raise InvalidSessionIdError(f"the session id is empty; {SESSION_ID_RULE}")
     if len(session_id) > MAX_SESSION_ID_CHARS:
-        raise InvalidSessionIdError(
-            f"the session id is {len(session_id)} characters long; {SESSION_ID_RULE}"
-        )
+        raise InvalidSessionIdError(f"the session id is {len(session_id)} characters long; {SESSION_ID_RULE}")
     for position, char in enumerate(session_id):
         if char.isspace() or unicodedata.category(char) in _UNPRINTABLE_CATEGORIES:
             raise InvalidSessionIdError(

@@ -9,7 +9,13 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreAuthError, StoreError, StoreUnavailableError
+from memory.errors import (
+    CorruptSessionError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailableError,
+)
 from memory.rules import Limits
 from memory.scripted import Argument, ScriptedStore
 
@@ -46,7 +52,8 @@ class RedisStore(ScriptedStore):
         return self._location
 
     async def _command(self, *args: Argument) -> object:
-        return await self._client.execute_command(*args)
+        # execute_command: no per-command reply parsing, the raw reply as the script returns it.
+        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _is_transient(self, exc: Exception) -> bool:
         return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and not isinstance(
@@ -67,7 +74,9 @@ class RedisStore(ScriptedStore):
                 f"could not reach Redis at {self._location} ({type(exc).__name__}); try again later"
             )
         if isinstance(exc, UnicodeDecodeError):
-            return CorruptSessionError("the value stored at the session key is not UTF-8 text; it was left unchanged")
+            return CorruptSessionError(
+                "the value stored at the session key is not UTF-8 text; it was left unchanged"
+            )
         if isinstance(exc, redis_errors.ResponseError):
             if message.startswith("WRONGTYPE"):
                 return CorruptSessionError(

@@ -59,7 +59,11 @@ def now_ms() -> int:
 
 
 def save_result(
-    outcome: AppendOutcome, turn_count: int | None, session_id: str, limits: Limits, expires_at: int | None = None
+    outcome: AppendOutcome,
+    turn_count: int | None,
+    session_id: str,
+    limits: Limits,
+    expires_at: int | None = None,
 ) -> SaveResult:
     """Turn an append outcome into a result, or the error it stands for."""
     if outcome == "not_a_session":

@@ -22,7 +22,9 @@ class LuaScript:
 @functools.cache
 def append_turn_script() -> LuaScript:
     source = resources.files("memory").joinpath("append_turn.lua").read_text(encoding="utf-8")
-    return LuaScript(source=source, sha1=hashlib.sha1(source.encode("utf-8")).hexdigest())
+    return LuaScript(
+        source=source, sha1=hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+    )
 
 
 def append_arguments(encoded_turn: str, limits: Limits) -> list[str]:
@@ -37,5 +39,5 @@ def parse_append_reply(reply: object) -> tuple[AppendOutcome, int]:
         if isinstance(outcome, bytes):
             outcome = outcome.decode("ascii", "replace")
         if outcome in _OUTCOMES and isinstance(count, int):
-            return outcome, count  # type: ignore[return-value]
+            return outcome, count
     raise StoreError("the store answered the append script with an unexpected reply")

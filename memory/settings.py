@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memory.errors import ConfigurationError
@@ -64,3 +64,13 @@ class StoreSettings(BaseSettings):
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
         return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per invalid setting, named as its environment variable, never with its value."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
+        name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "\n".join(lines)

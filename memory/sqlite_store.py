@@ -26,10 +26,16 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
 """
+_UPSERT = (
+    "INSERT INTO sessions (key, value, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
 _PURGE_INTERVAL_MS = 60 * 60 * 1000
 
 
-def append_to_value(current: str | None, encoded_turn: str, turn: ChatTurn, session_id: str, limits: Limits) -> tuple[AppendOutcome, int, str | None]:
+def append_to_value(
+    current: str | None, encoded_turn: str, turn: ChatTurn, session_id: str, limits: Limits
+) -> tuple[AppendOutcome, int, str | None]:
     """The append script's rules, in Python: (outcome, turn count, new value or None)."""
     if current is None:
         value = f"[{encoded_turn}]"
@@ -108,7 +114,9 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def _append(self, key: str, encoded: str, turn: ChatTurn, session_id: str) -> tuple[AppendOutcome, int, int]:
+    def _append(
+        self, key: str, encoded: str, turn: ChatTurn, session_id: str
+    ) -> tuple[AppendOutcome, int, int]:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -116,14 +124,12 @@ class SQLiteStore:
             row = connection.execute(
                 "SELECT value FROM sessions WHERE key = ? AND expires_at > ?", (key, now)
             ).fetchone()
-            outcome, count, value = append_to_value(None if row is None else str(row[0]), encoded, turn, session_id, self._limits)
+            outcome, count, value = append_to_value(
+                None if row is None else str(row[0]), encoded, turn, session_id, self._limits
+            )
             expires_at = now + self._limits.ttl_seconds * 1000
             if value is not None:
-                connection.execute(
-                    "INSERT INTO sessions (key, value, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-                    (key, value, expires_at),
-                )
+                connection.execute(_UPSERT, (key, value, expires_at))
             elif outcome == "duplicate":
                 connection.execute("UPDATE sessions SET expires_at = ? WHERE key = ?", (expires_at, key))
             connection.execute("COMMIT")
@@ -135,7 +141,9 @@ class SQLiteStore:
         return outcome, count, expires_at
 
     def _delete(self, key: str) -> bool:
-        cursor = self._connection.execute("DELETE FROM sessions WHERE key = ? AND expires_at > ?", (key, now_ms()))
+        cursor = self._connection.execute(
+            "DELETE FROM sessions WHERE key = ? AND expires_at > ?", (key, now_ms())
+        )
         return cursor.rowcount > 0
 
     def _purge_expired_if_due(self) -> None:
@@ -151,13 +159,14 @@ def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
-        connection = sqlite3.connect(path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(
+            path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
+        )
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(_SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise StoreUnavailableError(
-            f"cannot open the session database at {path} ({_reason(exc)}); "
-            "set SQLITE_PATH to a writable file"
+            f"cannot open the session database at {path} ({_reason(exc)}); set SQLITE_PATH to a writable file"
         ) from exc
     return connection
 

@@ -9,7 +9,13 @@ import httpx
 from upstash_redis.asyncio import Redis as UpstashRedis
 from upstash_redis.errors import UpstashError
 
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreAuthError, StoreError, StoreUnavailableError
+from memory.errors import (
+    CorruptSessionError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailableError,
+)
 from memory.rules import Limits
 from memory.scripted import Argument, ScriptedStore
 
@@ -55,7 +61,9 @@ class UpstashStore(ScriptedStore):
                 "(an outage or a proxy error page); try again later"
             )
         if isinstance(exc, UnicodeDecodeError):
-            return CorruptSessionError("the value stored at the session key is not UTF-8 text; it was left unchanged")
+            return CorruptSessionError(
+                "the value stored at the session key is not UTF-8 text; it was left unchanged"
+            )
         if isinstance(exc, UpstashError):
             message = str(exc)
             if any(marker in message.upper() for marker in _AUTH_MARKERS):

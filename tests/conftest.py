@@ -14,7 +14,7 @@ from tests.support.gateway import UpstashGateway
 from tests.support.raw import RawAccess, RedisRaw, SQLiteRaw
 from tests.support.redis_server import RedisServer
 
-GATEWAY_TOKEN = "test-token-5f2b9c"  # noqa: S105 - a test fixture, not a secret
+GATEWAY_TOKEN = "test-token-5f2b9c"
 BACKENDS = ["sqlite", "redis", "upstash"]
 
 SettingsFactory = Callable[..., StoreSettings]

@@ -124,7 +124,9 @@ async def test_save_sets_the_ttl_and_reads_do_not_extend_it(
     assert SEVEN_DAYS_MS - 5000 < raw.ttl_ms(key) <= SEVEN_DAYS_MS
 
 
-async def test_a_duplicate_save_still_resets_the_ttl(store: SessionStore, raw: RawAccess, key_prefix: str) -> None:
+async def test_a_duplicate_save_still_resets_the_ttl(
+    store: SessionStore, raw: RawAccess, key_prefix: str
+) -> None:
     key = f"{key_prefix}session:s1"
     await store.save_turn("s1", turn("one"))
     raw.set(key, raw.get(key) or b"", ttl_seconds=100)
@@ -289,4 +291,6 @@ async def test_empty_array_is_an_empty_session(store: SessionStore, raw: RawAcce
     raw.set(f"{key_prefix}session:s1", "[]")
     assert await store.get_session("s1") == []
     assert (await store.save_turn("s1", turn("first"))).turn_count == 1
-    assert raw.get(f"{key_prefix}session:s1") == b'[{"role":"user","content":"first","timestamp":1700000000000}]'
+    assert (
+        raw.get(f"{key_prefix}session:s1") == b'[{"role":"user","content":"first","timestamp":1700000000000}]'
+    )

@@ -21,7 +21,8 @@ class RedisRaw:
         self.client = redis.Redis(port=port)
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self.client.get(key)
+        value = self.client.get(key)
+        assert value is None or isinstance(value, bytes)
         return value
 
     def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:

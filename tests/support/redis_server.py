@@ -50,11 +50,16 @@ class RedisServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="session-memory-redis-")
         args = [
             str(server_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._workdir.name,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._workdir.name,
         ]
         if self.password:
             args += ["--requirepass", self.password]

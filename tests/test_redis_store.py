@@ -1,0 +1,85 @@
+"""Redis-protocol specifics: credentials, reachability, foreign key types, the script cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from memory import ChatTurn, CorruptSessionError, StoreAuthError, StoreUnavailableError, open_store
+from tests.conftest import SettingsFactory
+from tests.support.raw import RedisRaw
+from tests.support.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.anyio
+
+HI = ChatTurn(role="user", content="hi", timestamp=1)
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[RedisServer]:
+    server = RedisServer(password="s3cret-pa55word").start()
+    yield server
+    server.stop()
+
+
+async def test_wrong_password_is_reported_without_revealing_it(
+    make_settings: SettingsFactory, password_server: RedisServer
+) -> None:
+    url = f"redis://:wrong-pa55word@127.0.0.1:{password_server.port}/0"
+    store = await open_store(make_settings("redis", redis_url=url))
+    try:
+        with pytest.raises(StoreAuthError, match="rejected the credentials") as caught:
+            await store.get_session("s1")
+        assert "wrong-pa55word" not in str(caught.value)
+        assert "wrong-pa55word" not in store.location
+    finally:
+        await store.aclose()
+
+
+async def test_right_password_works(make_settings: SettingsFactory, password_server: RedisServer) -> None:
+    store = await open_store(make_settings("redis", redis_url=password_server.url))
+    try:
+        assert (await store.save_turn("s1", HI)).stored
+        assert store.location == f"redis://127.0.0.1:{password_server.port}/0"
+    finally:
+        await store.aclose()
+
+
+async def test_unreachable_server_is_unavailable_not_empty(make_settings: SettingsFactory) -> None:
+    store = await open_store(make_settings("redis", redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        with pytest.raises(StoreUnavailableError, match=r"could not reach Redis at redis://127\.0\.0\.1"):
+            await store.get_session("s1")
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis", "upstash"])
+async def test_a_key_of_another_redis_type_is_reported_and_left_alone(
+    make_settings: SettingsFactory, redis_raw: RedisRaw, key_prefix: str, backend: str
+) -> None:
+    key = f"{key_prefix}session:s1"
+    redis_raw.client.hset(key, "field", "value")
+    store = await open_store(make_settings(backend))
+    try:
+        with pytest.raises(CorruptSessionError, match="Redis type other than a string"):
+            await store.get_session("s1")
+        with pytest.raises(CorruptSessionError, match="left unchanged"):
+            await store.save_turn("s1", HI)
+        assert redis_raw.client.hgetall(key) == {b"field": b"value"}
+    finally:
+        await store.aclose()
+
+
+async def test_redis_saves_keep_working_after_the_script_cache_is_flushed(
+    make_settings: SettingsFactory, redis_raw: RedisRaw
+) -> None:
+    store = await open_store(make_settings("redis"))
+    try:
+        await store.save_turn("s1", HI)
+        redis_raw.client.script_flush()
+        assert (await store.save_turn("s1", ChatTurn(role="assistant", content="hello", timestamp=2))).stored
+        assert len(await store.get_session("s1")) == 2
+    finally:
+        await store.aclose()

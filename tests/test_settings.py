@@ -1,0 +1,83 @@
+"""Settings: the backend choice, validation, and .env.example kept in step with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from memory import ConfigurationError, StoreSettings, backend_name
+from memory.settings import describe_validation_error
+
+ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
+BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in BACKEND_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_env_example_lists_every_setting_once() -> None:
+    listed = re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    assert sorted(listed) == sorted(name.upper() for name in StoreSettings.model_fields)
+
+
+def test_env_example_starts_with_the_design_notes_variables() -> None:
+    listed = re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
+    assert listed[:2] == ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"]
+
+
+def test_every_setting_in_env_example_has_a_comment() -> None:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"^[A-Z_]+=", line):
+            assert lines[index - 1].startswith("#"), f"{line} has no comment above it"
+
+
+def test_env_example_as_copied_selects_the_embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if match := re.match(r"^([A-Z_]+)=(.*)$", line):
+            monkeypatch.setenv(match[1], match[2])
+    settings = StoreSettings()
+    assert backend_name(settings) == "sqlite"
+    assert settings.session_ttl_seconds == 604800
+
+
+def test_no_configuration_selects_sqlite() -> None:
+    assert backend_name(StoreSettings()) == "sqlite"
+
+
+def test_redis_url_selects_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    assert backend_name(StoreSettings()) == "redis"
+
+
+def test_upstash_variables_select_upstash_even_with_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTASH_REDIS_REST_URL", "https://example.upstash.io")
+    monkeypatch.setenv("UPSTASH_REDIS_REST_TOKEN", "token")
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    assert backend_name(StoreSettings()) == "upstash"
+
+
+@pytest.mark.parametrize("present", ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"])
+def test_half_an_upstash_configuration_is_refused(monkeypatch: pytest.MonkeyPatch, present: str) -> None:
+    monkeypatch.setenv(present, "https://example.upstash.io")
+    with pytest.raises(
+        ConfigurationError, match="set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN"
+    ):
+        StoreSettings()
+
+
+def test_validation_errors_are_described_without_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://user:hunter2@localhost")
+    monkeypatch.setenv("SESSION_TTL_SECONDS", "0")
+    with pytest.raises(ValidationError) as caught:
+        StoreSettings()
+    described = describe_validation_error(caught.value)
+    assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
+    assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
+    assert "hunter2" not in described

@@ -1,0 +1,80 @@
+"""The embedded SQLite store: default location, purging, locks held by other processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memory import ChatTurn, StoreUnavailableError, open_store
+from memory.settings import default_sqlite_path
+from tests.conftest import SettingsFactory
+
+pytestmark = pytest.mark.anyio
+
+HI = ChatTurn(role="user", content="hi", timestamp=1)
+
+HOLD_LOCK = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+"""
+
+
+def test_default_file_is_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_sqlite_path() == tmp_path / "session-memory-mcp" / "sessions.sqlite3"
+
+
+async def test_missing_directories_are_created(make_settings: SettingsFactory, tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "sessions.sqlite3"
+    store = await open_store(make_settings("sqlite", sqlite_path=path))
+    await store.save_turn("s1", HI)
+    await store.aclose()
+    assert path.exists()
+
+
+async def test_expired_sessions_are_purged_from_the_file(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings("sqlite")
+    store = await open_store(settings)
+    await store.save_turn("s1", HI)
+    await store.aclose()
+    with sqlite3.connect(settings.sqlite_path) as connection:
+        connection.execute("UPDATE sessions SET expires_at = ?", (int(time.time() * 1000) - 1,))
+    store = await open_store(settings)
+    await store.aclose()
+    with sqlite3.connect(settings.sqlite_path) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
+
+
+async def test_database_locked_by_another_process_gives_a_clear_error_then_recovers(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings("sqlite", store_timeout_seconds=0.3)
+    store = await open_store(settings)
+    await store.save_turn("s1", HI)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(settings.sqlite_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreUnavailableError, match="locked by another process; try again later"):
+            await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
+    finally:
+        holder.communicate("release\n", timeout=10)
+    result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
+    assert result.turn_count == 2
+    await store.aclose()

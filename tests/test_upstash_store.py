@@ -1,0 +1,175 @@
+"""The Upstash backend through the REST gateway: cost per call, retries, NOSCRIPT, auth, timeouts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from memory import ChatTurn, SessionStore, StoreAuthError, StoreUnavailableError, open_store
+from tests.conftest import GATEWAY_TOKEN, SettingsFactory
+from tests.support.gateway import Fault, UpstashGateway
+from tests.support.raw import RedisRaw
+
+pytestmark = pytest.mark.anyio
+
+
+def turn(content: str, timestamp: int = 1_700_000_000_000) -> ChatTurn:
+    return ChatTurn(role="user", content=content, timestamp=timestamp)
+
+
+@pytest.fixture
+async def upstash(make_settings: SettingsFactory) -> AsyncIterator[SessionStore]:
+    store = await open_store(make_settings("upstash", store_timeout_seconds=2.0))
+    await store.save_turn("warm-up", turn("loads the script into the server's cache"))
+    yield store
+    await store.aclose()
+
+
+async def test_save_is_one_round_trip_and_at_most_three_billed_commands(
+    upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
+) -> None:
+    for i in range(3):
+        gateway.records.clear()
+        redis_raw.reset_billing()
+        await upstash.save_turn("s1", turn(f"m{i}", i))
+        assert [r.path for r in gateway.records] == ["/"]
+        assert redis_raw.billed_commands() == 3  # EVALSHA + GET + SET
+
+
+async def test_duplicate_save_costs_no_more_than_a_new_one(
+    upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
+) -> None:
+    await upstash.save_turn("s1", turn("once"))
+    gateway.records.clear()
+    redis_raw.reset_billing()
+    await upstash.save_turn("s1", turn("once"))
+    assert len(gateway.records) == 1
+    assert redis_raw.billed_commands() == 3  # EVALSHA + GET + EXPIRE
+
+
+async def test_read_is_one_round_trip_and_one_command(
+    upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
+) -> None:
+    await upstash.save_turn("s1", turn("hi"))
+    gateway.records.clear()
+    redis_raw.reset_billing()
+    await upstash.get_session("s1", last=1)
+    assert len(gateway.records) == 1
+    assert redis_raw.billed_commands() == 1
+
+
+async def test_bytes_sent_per_save_do_not_grow_with_the_session(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    sizes = []
+    for i in range(200):
+        gateway.records.clear()
+        await upstash.save_turn("s1", turn("x" * 500, 1_700_000_000_000 + i))
+        sizes.append((gateway.records[0].request_bytes, gateway.records[0].response_bytes))
+    (request_10, response_10), (request_200, response_200) = sizes[10], sizes[-1]
+    assert request_200 == request_10
+    assert response_200 - response_10 <= 2  # only the turn count's digits grow
+
+
+async def test_saves_keep_working_after_the_script_cache_is_flushed(
+    upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
+) -> None:
+    redis_raw.client.script_flush()
+    gateway.records.clear()
+    result = await upstash.save_turn("s1", turn("after flush"))
+    assert result.stored
+    assert len(gateway.records) == 2  # EVALSHA answered NOSCRIPT, then EVAL
+    gateway.records.clear()
+    await upstash.save_turn("s1", turn("cached again", 2))
+    assert len(gateway.records) == 1
+    assert [t.content for t in await upstash.get_session("s1")] == ["after flush", "cached again"]
+
+
+async def test_save_whose_response_was_lost_is_retried_and_stored_once(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    gateway.records.clear()
+    gateway.inject(Fault.DROP_AFTER_EXECUTE)
+    result = await upstash.save_turn("s1", turn("sent once, executed twice"))
+    assert result.stored is False  # the retry found the turn the first attempt stored
+    assert len([r for r in gateway.records if r.path == "/"]) == 1  # only the retry got an answer
+    assert await upstash.get_session("s1") == [turn("sent once, executed twice")]
+
+
+async def test_timed_out_save_that_executes_late_is_stored_once_after_a_retry(
+    make_settings: SettingsFactory, gateway: UpstashGateway
+) -> None:
+    store = await open_store(make_settings("upstash", store_timeout_seconds=0.5))
+    try:
+        await store.save_turn("warm-up", turn("script"))
+        gateway.inject(Fault.EXECUTE_LATE, seconds=1.0)
+        with pytest.raises(StoreUnavailableError, match=r"did not answer within 0.5 s"):
+            await store.save_turn("s1", turn("late"))
+        retried = await store.save_turn("s1", turn("late"))
+        assert retried.stored
+        gateway.wait_idle()  # the first request has now executed too
+        assert await store.get_session("s1") == [turn("late")]
+    finally:
+        await store.aclose()
+
+
+async def test_a_stalled_gateway_gives_a_clear_error_within_the_timeout(
+    make_settings: SettingsFactory, gateway: UpstashGateway
+) -> None:
+    store = await open_store(make_settings("upstash", store_timeout_seconds=0.5))
+    try:
+        gateway.persistent_fault = None
+        gateway.inject(Fault.STALL, seconds=5, count=10)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.5 s; try again later"):
+            await store.get_session("s1")
+        assert time.monotonic() - started < 2.5
+    finally:
+        gateway.one_shot_faults.clear()
+        await store.aclose()
+
+
+async def test_a_non_json_error_page_is_reported_as_unavailable(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    gateway.inject(Fault.HTML_500, count=3)  # the first try and both retries
+    with pytest.raises(StoreUnavailableError, match="not JSON"):
+        await upstash.save_turn("s1", turn("hi"))
+    assert await upstash.get_session("s1") == []
+
+
+async def test_a_passing_error_page_is_retried(upstash: SessionStore, gateway: UpstashGateway) -> None:
+    gateway.inject(Fault.HTML_500)
+    assert (await upstash.save_turn("s1", turn("hi"))).stored
+
+
+async def test_wrong_token_is_reported_without_revealing_it(make_settings: SettingsFactory) -> None:
+    wrong = "wrong-token-3c1f0e7a"
+    store = await open_store(make_settings("upstash", upstash_redis_rest_token=wrong))
+    try:
+        with pytest.raises(StoreAuthError, match="UPSTASH_REDIS_REST_TOKEN") as caught:
+            await store.save_turn("s1", turn("hi"))
+        assert wrong not in str(caught.value)
+        assert GATEWAY_TOKEN not in str(caught.value)
+    finally:
+        await store.aclose()
+
+
+async def test_unreachable_store_is_not_confused_with_a_missing_session(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    await upstash.save_turn("s1", turn("kept"))
+    gateway.stop()
+    with pytest.raises(StoreUnavailableError, match=r"could not reach Upstash at http://127\.0\.0\.1"):
+        await upstash.get_session("s1")
+    gateway.start()
+    assert await upstash.get_session("s1") == [turn("kept")]
+
+
+async def test_location_names_the_endpoint_without_the_token(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    assert upstash.location == gateway.url
+    assert upstash.backend == "upstash"
