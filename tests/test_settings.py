@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from memory import ConfigurationError, StoreSettings, backend_name
 from memory.settings import describe_validation_error
+from server.settings import Settings
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
 BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")
@@ -23,7 +24,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_example_lists_every_setting_once() -> None:
     listed = re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
-    assert sorted(listed) == sorted(name.upper() for name in StoreSettings.model_fields)
+    assert sorted(listed) == sorted(name.upper() for name in Settings.model_fields)
 
 
 def test_env_example_starts_with_the_design_notes_variables() -> None:
@@ -42,8 +43,9 @@ def test_env_example_as_copied_selects_the_embedded_store(monkeypatch: pytest.Mo
     for line in ENV_EXAMPLE.read_text().splitlines():
         if match := re.match(r"^([A-Z_]+)=(.*)$", line):
             monkeypatch.setenv(match[1], match[2])
-    settings = StoreSettings()
+    settings = Settings()
     assert backend_name(settings) == "sqlite"
+    assert settings.mcp_auth_token is None
     assert settings.session_ttl_seconds == 604800
 
 
@@ -81,3 +83,18 @@ def test_validation_errors_are_described_without_the_values(monkeypatch: pytest.
     assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
     assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
     assert "hunter2" not in described
+
+
+def test_allowed_hosts_and_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_ALLOWED_HOSTS", "memory.example.com, memory.example.com:443")
+    monkeypatch.setenv("MCP_ALLOWED_ORIGINS", "https://app.example.com")
+    settings = Settings()
+    assert settings.mcp_allowed_hosts == ["memory.example.com", "memory.example.com:443"]
+    assert settings.mcp_allowed_origins == ["https://app.example.com"]
+
+
+def test_a_short_auth_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_AUTH_TOKEN", "short")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "MCP_AUTH_TOKEN: must be at least 16 characters" in describe_validation_error(caught.value)

@@ -1,0 +1,33 @@
+"""Memory-layer errors as tool errors the calling model can read and act on."""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from memory import (
+    CorruptSessionError,
+    InvalidRequestError,
+    InvalidSessionIdError,
+    SessionFullError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreUnavailableError,
+    TurnTooLargeError,
+)
+
+# Most specific first: the first match names the error.
+_HEADINGS: list[tuple[type[SessionMemoryError], str]] = [
+    (InvalidSessionIdError, "Invalid session id"),
+    (TurnTooLargeError, "Content too large"),
+    (InvalidRequestError, "Invalid request"),
+    (SessionFullError, "Session full"),
+    (CorruptSessionError, "Not a session"),
+    (StoreUnavailableError, "Store unavailable, try again later"),
+    (StoreAuthError, "Store rejected the credentials (a server configuration problem)"),
+]
+
+
+def tool_error(error: SessionMemoryError) -> ToolError:
+    """A ToolError whose message starts with a short heading, then the memory layer's detail."""
+    heading = next((text for kind, text in _HEADINGS if isinstance(error, kind)), "Store error")
+    return ToolError(f"{heading}: {error}")

@@ -1,0 +1,62 @@
+"""Run the real `session-memory-mcp` console script as a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.redis_server import free_port
+
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "session-memory-mcp")
+# Only what the child needs: the tests must not depend on the developer's own settings.
+BASE_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    return BASE_ENV | settings
+
+
+@contextmanager
+def http_server(settings: dict[str, str], host: str = "127.0.0.1") -> Iterator[str]:
+    """Start the server over streamable HTTP; yield its base URL once /healthz answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CONSOLE_SCRIPT, "--transport", "http", "--host", host, "--port", str(port)],
+        env=child_env(**settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited early: {process.stderr.read() if process.stderr else ''}"
+                )
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not answer /healthz within 20 s")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
