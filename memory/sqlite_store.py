@@ -158,29 +158,36 @@ class SQLiteStore:
 def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the directory of the session database at {path} ({exc.strerror}); "
+            "set SQLITE_PATH to a writable location"
+        ) from exc
+    try:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
         connection = sqlite3.connect(
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(_SCHEMA)
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreUnavailableError(
-            f"cannot open the session database at {path} ({_reason(exc)}); set SQLITE_PATH to a writable file"
-        ) from exc
+    except sqlite3.Error as exc:
+        raise _translate(exc, path) from exc
     return connection
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> SessionMemoryError:
-    reason = _reason(exc)
+    reason = str(exc) or type(exc).__name__
     if "locked" in reason or "busy" in reason:
         return StoreUnavailableError(
             f"the session database at {path} is locked by another process; try again later"
         )
     if "readonly" in reason or "read-only" in reason:
-        return StoreError(f"the session database at {path} is read-only; nothing was saved")
+        return StoreError(
+            f"the session database at {path} is read-only; check the permissions of the file "
+            "and its directory (SQLite also writes -wal and -shm files beside it)"
+        )
+    if "unable to open" in reason:
+        return StoreError(
+            f"cannot open the session database at {path} ({reason}); set SQLITE_PATH to a writable file"
+        )
     return StoreError(f"the session database at {path} failed: {reason}")
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -83,3 +85,23 @@ async def test_redis_saves_keep_working_after_the_script_cache_is_flushed(
         assert len(await store.get_session("s1")) == 2
     finally:
         await store.aclose()
+
+
+async def test_a_server_that_never_answers_gives_a_clear_error_within_the_timeout(
+    make_settings: SettingsFactory,
+) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never replies
+    port = silent.getsockname()[1]
+    store = await open_store(
+        make_settings("redis", redis_url=f"redis://127.0.0.1:{port}/0", store_timeout_seconds=0.5)
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(
+            StoreUnavailableError, match=r"did not answer within 0\.5 s|could not reach Redis"
+        ):
+            await store.save_turn("s1", HI)
+        assert time.monotonic() - started < 2.0
+    finally:
+        await store.aclose()
+        silent.close()

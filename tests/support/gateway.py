@@ -31,6 +31,7 @@ class Fault(enum.Enum):
     HTML_500 = "html_500"  # answer 500 with an HTML page, without running it
     DROP_AFTER_EXECUTE = "drop_after_execute"  # run it, then reset the connection
     EXECUTE_LATE = "execute_late"  # wait `seconds`, run it (even if the client left), answer
+    UNAUTHORIZED = "unauthorized"  # answer 401 as for a revoked token, without running it
 
 
 @dataclass(frozen=True)
@@ -168,26 +169,12 @@ class UpstashGateway:
         plan = self.one_shot_faults.popleft() if self.one_shot_faults else self.persistent_fault
         self._in_flight += 1
         try:
-            if plan is not None and plan.fault is Fault.STALL:
-                await asyncio.sleep(plan.seconds)
-                writer.transport.abort()
-                return False
-            if plan is not None and plan.fault is Fault.HTML_500:
-                status, payload, content_type = (
-                    500,
-                    b"<html><body>Internal Server Error</body></html>",
-                    "text/html",
-                )
-            else:
-                if plan is not None and plan.fault is Fault.EXECUTE_LATE:
-                    await asyncio.sleep(plan.seconds)
-                status, result = await self._handle(target, headers, body)
-                payload, content_type = json.dumps(result, separators=(",", ":")).encode(), "application/json"
-                if plan is not None and plan.fault is Fault.DROP_AFTER_EXECUTE:
-                    writer.transport.abort()
-                    return False
+            answer = await self._answer(plan, target, headers, body, writer)
         finally:
             self._in_flight -= 1
+        if answer is None:
+            return False
+        status, payload, content_type = answer
 
         head = (
             f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
@@ -199,6 +186,32 @@ class UpstashGateway:
         writer.write(head + payload)
         await writer.drain()
         return headers.get("connection", "").lower() != "close"
+
+    async def _answer(
+        self,
+        plan: FaultPlan | None,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> tuple[int, bytes, str] | None:
+        """(status, body, content type), or None when the fault leaves the client without an answer."""
+        fault = plan.fault if plan is not None else None
+        if fault is Fault.STALL and plan is not None:
+            await asyncio.sleep(plan.seconds)
+            writer.transport.abort()
+            return None
+        if fault is Fault.HTML_500:
+            return 500, b"<html><body>Internal Server Error</body></html>", "text/html"
+        if fault is Fault.UNAUTHORIZED:
+            return 401, b'{"error":"WRONGPASS invalid or missing auth token"}', "application/json"
+        if fault is Fault.EXECUTE_LATE and plan is not None:
+            await asyncio.sleep(plan.seconds)
+        status, result = await self._handle(target, headers, body)
+        if fault is Fault.DROP_AFTER_EXECUTE:
+            writer.transport.abort()
+            return None
+        return status, json.dumps(result, separators=(",", ":")).encode(), "application/json"
 
     async def _handle(self, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         # Not urlsplit: it would read the SDK's "//pipeline" as a host name.

@@ -1,0 +1,197 @@
+"""Faults while the MCP server is serving: each gives a clear error, the server keeps serving,
+and no stored turn is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from memory import ChatTurn, SessionStore, open_store
+from server.app import build_server
+from server.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.support.gateway import Fault, UpstashGateway
+from tests.support.processes import CONSOLE_SCRIPT, child_env
+from tests.support.raw import RedisRaw
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 0.5
+
+
+def outcome(result: CallToolResult) -> str:
+    """'ok', or the error text."""
+    if not result.is_error:
+        return "ok"
+    assert isinstance(result.content[0], TextContent)
+    return result.content[0].text
+
+
+async def save(client: Client, content: str) -> str:
+    arguments = {
+        "session_id": "faulty",
+        "role": "user",
+        "content": content,
+        "timestamp": hash(content) % 10**12,
+    }
+    return outcome(await client.call_tool("save_turn", arguments))
+
+
+async def contents(client: Client) -> list[str]:
+    result = await client.call_tool("get_session", {"session_id": "faulty"})
+    assert isinstance(result.structured_content, dict), result.content
+    return [turn["content"] for turn in result.structured_content["turns"]]
+
+
+@pytest.fixture
+async def upstash_client(make_settings: SettingsFactory) -> AsyncIterator[Client]:
+    settings = Settings(**make_settings("upstash", store_timeout_seconds=TIMEOUT).model_dump())
+    store = await open_store(settings)
+    try:
+        async with Client(build_server(store, settings)) as client:
+            assert await save(client, "before") == "ok"
+            yield client
+    finally:
+        await store.aclose()
+
+
+async def test_stalled_gateway(upstash_client: Client, gateway: UpstashGateway) -> None:
+    gateway.inject(Fault.STALL, seconds=3, count=10)
+    started = time.monotonic()
+    error = await save(upstash_client, "during")
+    elapsed = time.monotonic() - started
+    gateway.one_shot_faults.clear()
+    assert "Store unavailable, try again later: the upstash store did not answer within 0.5 s" in error
+    assert elapsed < TIMEOUT + 1.5
+    assert await save(upstash_client, "after") == "ok"
+    assert await contents(upstash_client) == ["before", "after"]
+
+
+async def test_error_page_instead_of_json(upstash_client: Client, gateway: UpstashGateway) -> None:
+    gateway.inject(Fault.HTML_500, count=3)  # the first attempt and both retries
+    assert "Store unavailable, try again later: Upstash at http://127.0.0.1" in await save(
+        upstash_client, "during"
+    )
+    assert await save(upstash_client, "after") == "ok"
+    assert await contents(upstash_client) == ["before", "after"]
+
+
+async def test_token_rejected(upstash_client: Client, gateway: UpstashGateway) -> None:
+    gateway.inject(Fault.UNAUTHORIZED)
+    error = await save(upstash_client, "during")
+    assert "Store rejected the credentials (a server configuration problem)" in error
+    assert await save(upstash_client, "after") == "ok"
+    assert await contents(upstash_client) == ["before", "after"]
+
+
+async def test_connection_dropped_after_the_save_executed(
+    upstash_client: Client, gateway: UpstashGateway
+) -> None:
+    gateway.inject(Fault.DROP_AFTER_EXECUTE)
+    assert await save(upstash_client, "during") == "ok"
+    assert await contents(upstash_client) == ["before", "during"]
+
+
+async def test_script_cache_lost(upstash_client: Client, redis_raw: RedisRaw) -> None:
+    redis_raw.client.script_flush()
+    assert await save(upstash_client, "during") == "ok"
+    assert await contents(upstash_client) == ["before", "during"]
+
+
+async def test_gateway_goes_away_and_comes_back(upstash_client: Client, gateway: UpstashGateway) -> None:
+    gateway.stop()
+    assert "Store unavailable, try again later: could not reach Upstash" in await save(
+        upstash_client, "during"
+    )
+    gateway.start()
+    assert await save(upstash_client, "after") == "ok"
+    assert await contents(upstash_client) == ["before", "after"]
+
+
+# -- SQLite ---------------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+connection.execute("COMMIT")
+"""
+
+
+async def test_sqlite_locked_by_another_process(make_settings: SettingsFactory) -> None:
+    settings = Settings(**make_settings("sqlite", store_timeout_seconds=0.3).model_dump())
+    store: SessionStore = await open_store(settings)
+    try:
+        async with Client(build_server(store, settings)) as client:
+            assert await save(client, "before") == "ok"
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLD_LOCK, str(settings.sqlite_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert holder.stdout is not None
+                assert holder.stdout.readline().strip() == "locked"
+                error = await save(client, "during")
+            finally:
+                holder.communicate("release\n", timeout=10)
+            assert "Store unavailable, try again later: the session database" in error
+            assert "locked by another process" in error
+            assert await save(client, "after") == "ok"
+            assert await contents(client) == ["before", "after"]
+    finally:
+        await store.aclose()
+
+
+def without_root_privilege(command: list[str]) -> list[str]:
+    """Root writes through file permissions; drop that capability so read-only means read-only."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "running as root: setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE"
+    return [setpriv, "--bounding-set", "-dac_override", "--inh-caps", "-dac_override", "--", *command]
+
+
+@pytest.mark.parametrize("read_only", ["file", "directory"])
+async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
+    make_settings: SettingsFactory, tmp_path: Path, read_only: str
+) -> None:
+    settings = make_settings("sqlite", sqlite_path=tmp_path / "db" / "sessions.sqlite3")
+    store = await open_store(settings)
+    await store.save_turn("faulty", ChatTurn(role="user", content="before", timestamp=1))
+    await store.aclose()
+    target = settings.sqlite_path if read_only == "file" else settings.sqlite_path.parent
+    original_mode = target.stat().st_mode
+    target.chmod(0o444 if read_only == "file" else 0o555)
+    try:
+        finished = subprocess.run(
+            without_root_privilege([CONSOLE_SCRIPT]),
+            env=child_env(SQLITE_PATH=str(settings.sqlite_path), KEY_PREFIX=settings.key_prefix),
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        target.chmod(original_mode)
+    assert finished.returncode != 0
+    assert f"the session database at {settings.sqlite_path} is read-only" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    store = await open_store(settings)
+    try:
+        assert await store.get_session("faulty") == [ChatTurn(role="user", content="before", timestamp=1)]
+    finally:
+        await store.aclose()
