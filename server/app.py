@@ -93,10 +93,8 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     )
 
 
-def build_http_app(store: SessionStore, settings: Settings, host: str, port: int) -> Starlette:
+def build_http_app(server: MCPServer, settings: Settings, host: str) -> Starlette:
     """Stateless streamable HTTP at /mcp: any replica can answer any request."""
-    base_url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-    server = build_server(store, settings, http_base_url=base_url)
     return server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
@@ -104,3 +102,7 @@ def build_http_app(store: SessionStore, settings: Settings, host: str, port: int
         transport_security=transport_security(settings, host),
         host=host,
     )
+
+
+def http_base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

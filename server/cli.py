@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from memory import ConfigurationError, SessionMemoryError, SessionStore, open_store
 from memory.settings import describe_validation_error
-from server.app import MCP_PATH, build_http_app, build_server, is_loopback, version
+from server.app import MCP_PATH, build_http_app, build_server, http_base_url, is_loopback, version
 from server.settings import Settings
 
 logger = logging.getLogger("server")
@@ -107,6 +107,7 @@ async def _serve_with(store: SessionStore, settings: Settings, args: argparse.Na
     if args.transport == "stdio":
         await build_server(store, settings).run_stdio_async()
         return
-    app = build_http_app(store, settings, args.host, args.port)
+    server = build_server(store, settings, http_base_url=http_base_url(args.host, args.port))
+    app = build_http_app(server, settings, args.host)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
     await uvicorn.Server(config).serve()

@@ -264,3 +264,6 @@ async def test_output_schemas_describe_the_results(client: Client) -> None:
     )
     get_output = tools["get_session"].output_schema or {}
     assert {"session_id", "turns", "turn_count"} <= set(get_output["properties"])
+    turn_schema = get_output["properties"]["turns"]["items"]
+    assert turn_schema["properties"]["role"]["enum"] == ["user", "assistant"]
+    assert "$ref" not in str(get_output)

@@ -1,0 +1,1 @@
+"""Benchmarks: the memory layer and the MCP server against real servers started here."""
