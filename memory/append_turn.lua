@@ -21,22 +21,47 @@ local function skip_space(s, i)
   return e + 1
 end
 
+-- Strings are checked with plain (memchr-speed) searches for quotes and
+-- backslashes, and one anchored scan for control characters. Each search
+-- result is remembered, so the whole value is read a small, fixed number of
+-- times however many strings and escapes it holds.
+local next_backslash = 0 -- index of the next '\\' at or after the last search; 0: not searched yet
+local clean_from, clean_to = 1, 0 -- a range known to hold no control character
+
+local simple_escape = { [34] = true, [92] = true, [47] = true, [98] = true, [102] = true,
+  [110] = true, [114] = true, [116] = true } -- " \ / b f n r t
+
+local function free_of_control_characters(s, from, to)
+  if from < clean_from or to > clean_to then
+    local _, e = find(s, '^[\32-\255]*', from)
+    clean_from, clean_to = from, e
+  end
+  return to <= clean_to
+end
+
 -- s:byte(i) is the opening quote; returns the index after the closing quote.
--- The class holds every byte JSON allows raw in a string (all but '"', '\\'
--- and control characters), written as ranges because Lua matches ranges far
--- faster than a negated set.
 local function end_of_string(s, i)
-  i = i + 1
+  local start = i + 1
+  i = start
+  local quote = 0
   while true do
-    local _, e = find(s, '^[]-\255 !#-[]*', i)
-    i = e + 1
-    local c = byte(s, i)
-    if c == 34 then return i + 1 end
-    if c ~= 92 then return nil end
-    if find(s, '^["\\/bfnrt]', i + 1) then
-      i = i + 2
-    elseif find(s, '^u%x%x%x%x', i + 1) then
-      i = i + 6
+    if quote < i then
+      quote = find(s, '"', i, true)
+      if not quote then return nil end
+    end
+    if next_backslash ~= math.huge and next_backslash < i then
+      next_backslash = find(s, '\\', i, true) or math.huge
+    end
+    if next_backslash > quote then
+      if not free_of_control_characters(s, start, quote - 1) then return nil end
+      return quote + 1
+    end
+    local escaped = byte(s, next_backslash + 1)
+    if escaped == 117 then -- \uXXXX
+      if not find(s, '^%x%x%x%x', next_backslash + 2) then return nil end
+      i = next_backslash + 6
+    elseif simple_escape[escaped] then
+      i = next_backslash + 2
     else
       return nil
     end
@@ -62,7 +87,7 @@ local field_end = { role = end_of_role, content = end_of_string, timestamp = end
 -- s:byte(i) is '{'; returns the index after the matching '}'. All three fields
 -- must be present, in any order; a repeated field is allowed, as JSON.parse
 -- (last value wins) and the Python reader accept it.
-local function end_of_turn(s, i)
+local function end_of_any_turn(s, i)
   local seen = ''
   i = skip_space(s, i + 1)
   while true do
@@ -85,6 +110,24 @@ local function end_of_turn(s, i)
     if c ~= 44 then return nil end
     i = skip_space(s, i + 1)
   end
+end
+
+-- The layout this server and JSON.stringify write: {"role":..,"content":..,"timestamp":..}
+-- checked with a handful of anchored finds; anything else takes the general path.
+local function end_of_compact_turn(s, i)
+  local _, e = find(s, '^{"role":"user","content":', i)
+  if not e then _, e = find(s, '^{"role":"assistant","content":', i) end
+  if not e or byte(s, e + 1) ~= 34 then return nil end
+  local j = end_of_string(s, e + 1)
+  if not j then return nil end
+  _, e = find(s, '^,"timestamp":', j)
+  j = e and end_of_timestamp(s, e + 1)
+  if not j or byte(s, j) ~= 125 then return nil end
+  return skip_space(s, j + 1)
+end
+
+local function end_of_turn(s, i)
+  return end_of_compact_turn(s, i) or end_of_any_turn(s, i)
 end
 
 -- Returns the number of turns and the index of the closing ']', or nil.

@@ -78,10 +78,6 @@ class RedisStore(ScriptedStore):
                 "the value stored at the session key is not UTF-8 text; it was left unchanged"
             )
         if isinstance(exc, redis_errors.ResponseError):
-            if message.startswith("WRONGTYPE"):
-                return CorruptSessionError(
-                    "the session key holds a Redis type other than a string; it was left unchanged"
-                )
             return StoreError(f"Redis refused the command: {message}")
         return None
 

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 import anyio
 
 from memory.codec import decode_session
-from memory.errors import SessionMemoryError, StoreUnavailableError
+from memory.errors import CorruptSessionError, SessionMemoryError, StoreUnavailableError
 from memory.models import ChatTurn, SaveResult
 from memory.rules import Limits, check_last, newest, save_result
 from memory.script import append_arguments, append_turn_script, parse_append_reply
@@ -103,10 +103,23 @@ class ScriptedStore(ABC):
         except _NoScript:
             raise
         except Exception as exc:
-            translated = self._translate(exc)
+            translated = foreign_value_error(exc) or self._translate(exc)
             if translated is None:
                 raise
             raise translated from exc
+
+
+def foreign_value_error(exc: Exception) -> CorruptSessionError | None:
+    """The error for a key that holds something other than a session, from either client."""
+    if isinstance(exc, UnicodeDecodeError):
+        return CorruptSessionError(
+            "the value stored at the session key is not UTF-8 text; it was left unchanged"
+        )
+    if str(exc).startswith("WRONGTYPE"):
+        return CorruptSessionError(
+            "the session key holds a Redis type other than a string; it was left unchanged"
+        )
+    return None
 
 
 class _NoScript(Exception):

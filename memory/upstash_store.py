@@ -71,10 +71,6 @@ class UpstashStore(ScriptedStore):
                     "Upstash rejected the token: check UPSTASH_REDIS_REST_TOKEN "
                     "(it must be the database's REST token)"
                 )
-            if message.startswith("WRONGTYPE"):
-                return CorruptSessionError(
-                    "the session key holds a Redis type other than a string; it was left unchanged"
-                )
             return StoreError(f"Upstash refused the command: {message}")
         return None
 

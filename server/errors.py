@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from mcp.server.mcpserver.exceptions import ToolError
 
 from memory import (
@@ -25,6 +28,15 @@ _HEADINGS: list[tuple[type[SessionMemoryError], str]] = [
     (StoreUnavailableError, "Store unavailable, try again later"),
     (StoreAuthError, "Store rejected the credentials (a server configuration problem)"),
 ]
+
+
+@contextmanager
+def as_tool_errors() -> Iterator[None]:
+    """Re-raise memory-layer errors as ToolErrors, so the model reads the message."""
+    try:
+        yield
+    except SessionMemoryError as exc:
+        raise tool_error(exc) from exc
 
 
 def tool_error(error: SessionMemoryError) -> ToolError:

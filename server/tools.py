@@ -15,12 +15,11 @@ from memory import (
     MAX_SESSION_ID_CHARS,
     ChatTurn,
     Role,
-    SessionMemoryError,
     SessionStore,
     new_session_id,
 )
 from memory.rules import now_ms
-from server.errors import tool_error
+from server.errors import as_tool_errors
 
 SESSION_ID_PATTERN = r"^\S+$"
 
@@ -102,10 +101,8 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
     ) -> SavedTurn:
         turn = ChatTurn(role=role, content=content, timestamp=now_ms() if timestamp is None else timestamp)
         is_new = session_id is None
-        try:
+        with as_tool_errors():
             result = await store.save_turn(new_session_id() if session_id is None else session_id, turn)
-        except SessionMemoryError as exc:
-            raise tool_error(exc) from exc
         return SavedTurn(
             session_id=result.session_id,
             new_session=is_new,
@@ -123,17 +120,13 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             int | None, Field(description="Return only the newest N turns. Omit for all.", ge=1)
         ] = None,
     ) -> SessionTurns:
-        try:
+        with as_tool_errors():
             turns = await store.get_session(session_id, last)
-        except SessionMemoryError as exc:
-            raise tool_error(exc) from exc
         return SessionTurns(session_id=session_id, turns=turns, turn_count=len(turns))
 
     async def delete_session(session_id: SessionId) -> DeletedSession:
-        try:
+        with as_tool_errors():
             deleted = await store.delete_session(session_id)
-        except SessionMemoryError as exc:
-            raise tool_error(exc) from exc
         return DeletedSession(session_id=session_id, deleted=deleted)
 
     expiry = _ttl_words(ttl_seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.conftest import SettingsFactory
 from tests.support.gateway import Fault, UpstashGateway
 from tests.support.processes import CONSOLE_SCRIPT, child_env
 from tests.support.raw import RedisRaw
+from tests.support.sqlite_lock import locked_by_another_process
 
 pytestmark = pytest.mark.anyio
 
@@ -119,15 +119,6 @@ async def test_gateway_goes_away_and_comes_back(upstash_client: Client, gateway:
 
 # -- SQLite ---------------------------------------------------------------------------------
 
-HOLD_LOCK = """
-import sqlite3, sys
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-connection.execute("COMMIT")
-"""
-
 
 async def test_sqlite_locked_by_another_process(make_settings: SettingsFactory) -> None:
     settings = Settings(**make_settings("sqlite", store_timeout_seconds=0.3).model_dump())
@@ -135,18 +126,8 @@ async def test_sqlite_locked_by_another_process(make_settings: SettingsFactory) 
     try:
         async with Client(build_server(store, settings)) as client:
             assert await save(client, "before") == "ok"
-            holder = subprocess.Popen(
-                [sys.executable, "-c", HOLD_LOCK, str(settings.sqlite_path)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert holder.stdout is not None
-                assert holder.stdout.readline().strip() == "locked"
+            with locked_by_another_process(settings.sqlite_path):
                 error = await save(client, "during")
-            finally:
-                holder.communicate("release\n", timeout=10)
             assert "Store unavailable, try again later: the session database" in error
             assert "locked by another process" in error
             assert await save(client, "after") == "ok"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,19 +11,11 @@ import pytest
 from memory import ChatTurn, StoreUnavailableError, open_store
 from memory.settings import default_sqlite_path
 from tests.conftest import SettingsFactory
+from tests.support.sqlite_lock import locked_by_another_process
 
 pytestmark = pytest.mark.anyio
 
 HI = ChatTurn(role="user", content="hi", timestamp=1)
-
-HOLD_LOCK = """
-import sqlite3, sys
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-connection.execute("COMMIT")
-"""
 
 
 def test_default_file_is_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -62,19 +52,11 @@ async def test_database_locked_by_another_process_gives_a_clear_error_then_recov
     settings = make_settings("sqlite", store_timeout_seconds=0.3)
     store = await open_store(settings)
     await store.save_turn("s1", HI)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(settings.sqlite_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(StoreUnavailableError, match="locked by another process; try again later"):
-            await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
-    finally:
-        holder.communicate("release\n", timeout=10)
+    with (
+        locked_by_another_process(settings.sqlite_path),
+        pytest.raises(StoreUnavailableError, match="locked by another process; try again later"),
+    ):
+        await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
     result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
     assert result.turn_count == 2
     await store.aclose()

@@ -94,7 +94,7 @@ async def test_turns_differing_only_in_role_or_timestamp_are_distinct(store: Ses
 
 
 async def test_unicode_and_control_characters_round_trip(store: SessionStore) -> None:
-    content = 'héllo 👋 "quoted" \\ back\nslash\ttab \x01\x7f \u2028 {"role":"user"}'
+    content = 'héllo 👋 "quoted" \\ back\nslash\ttab \x01\x7f \u2028 {"role":"user"} ends with \\'
     await store.save_turn("s1", turn(content))
     assert await store.get_session("s1") == [turn(content)]
 
@@ -246,6 +246,9 @@ NOT_SESSIONS = [
     '[{"role":"user","content":"x","timestamp":1}] trailing',
     '[{"role":"user","content":"raw\x01control","timestamp":1}]',
     '[{"role":"user","content":"bad \\q escape","timestamp":1}]',
+    '[{"role":"user","content":"short \\u12 escape","timestamp":1}]',
+    '[\n  {"role":"user","content":"raw\ttab after a pretty-printed line","timestamp":1}\n]',
+    '[{"role":"user","content":"unterminated \\"}]',
     "",
 ]
 
