@@ -128,20 +128,23 @@ def plot(results: Results, path: Path) -> None:
     ):
         axes.set(xscale="log", yscale="log", xlabel="turns already in the session", ylabel=unit, title=title)
         axes.grid(True, which="both", alpha=0.3)
-        axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,g}"))
+        axes.yaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+        )
         axes.legend()
     writer_counts = sorted({r.writers for r in results.lost})
     width = 0.8 / len(styles)
     for offset, (approach, (color, _)) in enumerate(styles.items()):
         rows = {r.writers: r for r in results.lost if r.approach == approach}
         positions = [i + offset * width for i in range(len(writer_counts))]
-        lost.bar(
+        bars = lost.bar(
             positions,
             [rows[w].sent - rows[w].stored for w in writer_counts],
             width,
             color=color,
             label=approach,
         )
+        lost.bar_label(bars)  # labels the zeros, which have no visible bar
     lost.set_xticks([i + width for i in range(len(writer_counts))], [f"{w} writers" for w in writer_counts])
     lost.set(title="Turns lost by concurrent writers", ylabel="turns sent minus turns stored")
     lost.legend()
