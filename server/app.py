@@ -84,7 +84,7 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if not is_loopback(host) and host not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+    if not is_loopback(host) and host not in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard is no Host name
         hosts.append(f"{host}:*")
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,

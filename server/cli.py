@@ -20,6 +20,7 @@ from server.settings import Settings
 logger = logging.getLogger("server")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared against, not bound
 # Libraries that log every request at INFO; below DEBUG they only speak up for problems.
 CHATTY_LOGGERS = (
     "mcp",
@@ -107,6 +108,11 @@ async def _serve_with(store: SessionStore, settings: Settings, args: argparse.Na
     if args.transport == "stdio":
         await build_server(store, settings).run_stdio_async()
         return
+    if args.host in WILDCARD_HOSTS and not settings.mcp_allowed_hosts:
+        logger.warning(
+            "listening on all interfaces, but only loopback Host headers are accepted: "
+            "set MCP_ALLOWED_HOSTS to the names clients use (others get 421)"
+        )
     server = build_server(store, settings, http_base_url=http_base_url(args.host, args.port))
     app = build_http_app(server, settings, args.host)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
