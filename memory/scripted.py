@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import anyio
 
 from memory.codec import decode_session
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreUnavailableError
+from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
 from memory.models import ChatTurn, SaveResult
 from memory.rules import Limits, check_last, newest, save_result
 from memory.script import append_arguments, append_turn_script, parse_append_reply
@@ -53,53 +55,63 @@ class ScriptedStore(ABC):
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
         check_last(last)
-        value = await self._call("GET", key)
+        with self._within_timeout():
+            value = await self._call("GET", key)
         if value is None:
             return []
         if not isinstance(value, (str, bytes)):
-            value = str(value)
+            raise StoreError(f"the store answered GET with a {type(value).__name__}")
         return newest(decode_session(value, session_id), last)
 
     async def save_turn(self, session_id: str, turn: ChatTurn) -> SaveResult:
         key = self._limits.key_for(session_id)
         arguments = append_arguments(self._limits.encode_new_turn(turn), self._limits)
         script = append_turn_script()
-        try:
-            reply = await self._call("EVALSHA", script.sha1, 1, key, *arguments, noscript_passes=True)
-        except _NoScript:
-            # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
-            logger.debug("append script not cached by the store; sending it with EVAL")
-            reply = await self._call("EVAL", script.source, 1, key, *arguments)
+        with self._within_timeout():
+            try:
+                reply = await self._call("EVALSHA", script.sha1, 1, key, *arguments, noscript_passes=True)
+            except _NoScript:
+                # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
+                logger.debug("append script not cached by the store; sending it with EVAL")
+                reply = await self._call("EVAL", script.source, 1, key, *arguments)
         outcome, count = parse_append_reply(reply)
         return save_result(outcome, count, session_id, self._limits)
 
     async def delete_session(self, session_id: str) -> bool:
-        deleted = await self._call("DEL", self._limits.key_for(session_id))
+        key = self._limits.key_for(session_id)
+        with self._within_timeout():
+            deleted = await self._call("DEL", key)
         return bool(deleted)
 
-    async def _call(self, *args: Argument, noscript_passes: bool = False) -> object:
-        """Run a command within the timeout, retrying failures that may not have reached the store.
-
-        Retrying a save is safe: the script recognises a turn it already stored.
-        """
+    @contextmanager
+    def _within_timeout(self) -> Iterator[None]:
+        """One deadline for a whole operation: retries and the NOSCRIPT fallback included."""
         try:
             with anyio.fail_after(self._timeout):
-                attempt = 0
-                while True:
-                    try:
-                        return await self._command(*args)
-                    except Exception as exc:
-                        if noscript_passes and self._is_noscript(exc):
-                            raise _NoScript from exc
-                        if not self._is_transient(exc) or attempt >= self._retries:
-                            raise
-                        attempt += 1
-                        logger.debug("retrying %s after %s", args[0], type(exc).__name__)
-                        await anyio.sleep(0.05 * 2**attempt)
+                yield
         except TimeoutError as exc:
             raise StoreUnavailableError(
                 f"the {self.backend} store did not answer within {self._timeout:g} s; try again later"
             ) from exc
+
+    async def _call(self, *args: Argument, noscript_passes: bool = False) -> object:
+        """Run a command, retrying failures that may not have reached the store.
+
+        Retrying a save is safe: the script recognises a turn it already stored.
+        """
+        try:
+            attempt = 0
+            while True:
+                try:
+                    return await self._command(*args)
+                except Exception as exc:
+                    if noscript_passes and self._is_noscript(exc):
+                        raise _NoScript from exc
+                    if not self._is_transient(exc) or attempt >= self._retries:
+                        raise
+                    attempt += 1
+                    logger.debug("retrying %s after %s", args[0], type(exc).__name__)
+                    await anyio.sleep(0.05 * 2**attempt)
         except _NoScript:
             raise
         except Exception as exc:
