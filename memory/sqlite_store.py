@@ -76,7 +76,11 @@ class SQLiteStore:
     async def open(cls, path: Path, limits: Limits, timeout_seconds: float) -> SQLiteStore:
         connection = await anyio.to_thread.run_sync(_connect, path, timeout_seconds)
         store = cls(connection, path, limits)
-        await store._run(store._purge_expired_if_due)
+        try:
+            await store._run(store._purge_expired_if_due)
+        except BaseException:
+            await store.aclose()
+            raise
         return store
 
     @property
@@ -163,6 +167,7 @@ def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
             f"cannot create the directory of the session database at {path} ({exc.strerror}); "
             "set SQLITE_PATH to a writable location"
         ) from exc
+    connection: sqlite3.Connection | None = None
     try:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
         connection = sqlite3.connect(
@@ -171,6 +176,8 @@ def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(_SCHEMA)
     except sqlite3.Error as exc:
+        if connection is not None:
+            connection.close()
         raise _translate(exc, path) from exc
     return connection
 

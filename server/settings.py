@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from memory import StoreSettings
 
@@ -14,8 +14,6 @@ MIN_TOKEN_CHARS = 16
 
 class Settings(StoreSettings):
     """Read from the environment and `.env`; see `.env.example` for each one."""
-
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
 
     mcp_auth_token: SecretStr | None = None
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -203,3 +203,20 @@ def test_stdio_logs_one_startup_line_and_nothing_per_call(tmp_path: Path) -> Non
     assert "store sqlite" in log_lines[0]
     assert "transport stdio" in log_lines[0]
     assert "TTL 604800 s" in log_lines[0]
+
+
+def test_settings_are_read_from_dot_env_in_the_working_directory(tmp_path: Path) -> None:
+    database = tmp_path / "from-dot-env.sqlite3"
+    (tmp_path / ".env").write_text(f"SQLITE_PATH={database}\nSESSION_TTL_SECONDS=3600\n")
+    finished = subprocess.run(
+        [CONSOLE_SCRIPT],
+        env=child_env(),
+        cwd=tmp_path,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert f"store sqlite ({database})" in finished.stderr
+    assert "session TTL 3600 s" in finished.stderr

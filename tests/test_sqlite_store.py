@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -38,11 +39,11 @@ async def test_expired_sessions_are_purged_from_the_file(
     store = await open_store(settings)
     await store.save_turn("s1", HI)
     await store.aclose()
-    with sqlite3.connect(settings.sqlite_path) as connection:
+    with contextlib.closing(sqlite3.connect(settings.sqlite_path, isolation_level=None)) as connection:
         connection.execute("UPDATE sessions SET expires_at = ?", (int(time.time() * 1000) - 1,))
     store = await open_store(settings)
     await store.aclose()
-    with sqlite3.connect(settings.sqlite_path) as connection:
+    with contextlib.closing(sqlite3.connect(settings.sqlite_path)) as connection:
         assert connection.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
 
 

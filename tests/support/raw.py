@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -49,8 +50,9 @@ class SQLiteRaw:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, isolation_level=None)
+    def _connect(self) -> contextlib.closing[sqlite3.Connection]:
+        # closing(): sqlite3's own context manager ends a transaction but leaves the file open.
+        return contextlib.closing(sqlite3.connect(self.path, isolation_level=None))
 
     def get(self, key: str) -> bytes | None:
         with self._connect() as connection:
