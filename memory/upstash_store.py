@@ -31,7 +31,7 @@ class UpstashStore(ScriptedStore):
         super().__init__(limits, timeout_seconds, retries)
         parts = urlsplit(url)
         self._location = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        # Retries are ours (bounded by the timeout, 50 ms apart); the client's own
+        # Retries are ours (100 ms, then 200 ms apart, within the timeout); the client's own
         # wait 3 s each and would outlive the timeout.
         self._client = UpstashRedis(url=url, token=token, rest_retries=0, allow_telemetry=False)
 
