@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -25,6 +23,7 @@ from bench.environment import BenchEnvironment
 from bench.mcp_server import bench_server
 from bench.stats import median_ms, p99_ms, timed
 from memory import ChatTurn, open_store
+from tests.support.processes import serving_http
 from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,25 +84,9 @@ def _child_env(env: BenchEnvironment) -> dict[str, str]:
 @contextmanager
 def _http_server(env: BenchEnvironment) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.mcp_server", "--transport", "http", "--port", str(port)],
-        env=_child_env(env),
-        cwd=REPO,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(10)
+    command = [sys.executable, "-m", "bench.mcp_server", "--transport", "http", "--port", str(port)]
+    with serving_http(command, port, _child_env(env), cwd=REPO) as base_url:
+        yield f"{base_url}/mcp"
 
 
 @asynccontextmanager

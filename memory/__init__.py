@@ -15,7 +15,8 @@ from memory.errors import (
 from memory.factory import backend_name, open_store
 from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
 from memory.models import MAX_SAFE_INTEGER, ChatTurn, Role, SaveResult
-from memory.settings import StoreSettings
+from memory.rules import now_ms
+from memory.settings import StoreSettings, describe_validation_error
 from memory.store import SessionStore
 
 __all__ = [
@@ -39,7 +40,9 @@ __all__ = [
     "TurnTooLargeError",
     "backend_name",
     "check_session_id",
+    "describe_validation_error",
     "new_session_id",
+    "now_ms",
     "open_store",
     "session_key",
 ]

@@ -30,6 +30,7 @@ _UPSERT = (
     "INSERT INTO sessions (key, value, expires_at) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
+_SELECT_LIVE = "SELECT value FROM sessions WHERE key = ? AND expires_at > ?"
 _PURGE_INTERVAL_MS = 60 * 60 * 1000
 
 
@@ -113,9 +114,7 @@ class SQLiteStore:
             raise _translate(exc, self._path) from exc
 
     def _read(self, key: str) -> str | None:
-        row = self._connection.execute(
-            "SELECT value FROM sessions WHERE key = ? AND expires_at > ?", (key, now_ms())
-        ).fetchone()
+        row = self._connection.execute(_SELECT_LIVE, (key, now_ms())).fetchone()
         return None if row is None else str(row[0])
 
     def _append(
@@ -125,9 +124,7 @@ class SQLiteStore:
         connection.execute("BEGIN IMMEDIATE")
         try:
             now = now_ms()
-            row = connection.execute(
-                "SELECT value FROM sessions WHERE key = ? AND expires_at > ?", (key, now)
-            ).fetchone()
+            row = connection.execute(_SELECT_LIVE, (key, now)).fetchone()
             outcome, count, value = append_to_value(
                 None if row is None else str(row[0]), encoded, turn, session_id, self._limits
             )

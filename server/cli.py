@@ -12,8 +12,13 @@ import anyio
 import uvicorn
 from pydantic import ValidationError
 
-from memory import ConfigurationError, SessionMemoryError, SessionStore, open_store
-from memory.settings import describe_validation_error
+from memory import (
+    ConfigurationError,
+    SessionMemoryError,
+    SessionStore,
+    describe_validation_error,
+    open_store,
+)
 from server.app import MCP_PATH, build_http_app, build_server, http_base_url, is_loopback, version
 from server.settings import Settings
 

@@ -17,8 +17,8 @@ from memory import (
     Role,
     SessionStore,
     new_session_id,
+    now_ms,
 )
-from memory.rules import now_ms
 from server.errors import as_tool_errors
 
 SESSION_ID_PATTERN = r"^\S+$"
@@ -80,13 +80,10 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             str, Field(description="The message text, exactly as written.", max_length=max_content_chars)
         ],
         session_id: Annotated[
-            str | None,
+            SessionId | None,
             Field(
                 description="The conversation's session id. Omit it to start a new session. "
-                + session_id_rule,
-                min_length=1,
-                max_length=MAX_SESSION_ID_CHARS,
-                pattern=SESSION_ID_PATTERN,
+                + session_id_rule
             ),
         ] = None,
         timestamp: Annotated[

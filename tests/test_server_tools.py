@@ -23,15 +23,19 @@ def server_settings(make_settings: SettingsFactory, backend: str, **overrides: A
 
 
 @pytest.fixture
-async def store(backend: str, make_settings: SettingsFactory) -> AsyncIterator[SessionStore]:
-    opened = await open_store(server_settings(make_settings, backend, max_content_chars=1000))
+def settings(backend: str, make_settings: SettingsFactory) -> Settings:
+    return server_settings(make_settings, backend, max_content_chars=1000)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SessionStore]:
+    opened = await open_store(settings)
     yield opened
     await opened.aclose()
 
 
 @pytest.fixture
-async def client(store: SessionStore, make_settings: SettingsFactory, backend: str) -> AsyncIterator[Client]:
-    settings = server_settings(make_settings, backend, max_content_chars=1000)
+async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Client]:
     async with Client(build_server(store, settings)) as connected:
         yield connected
 

@@ -15,9 +15,9 @@ from memory import (
     SessionFullError,
     SessionStore,
     TurnTooLargeError,
+    now_ms,
     open_store,
 )
-from memory.rules import now_ms
 from tests.conftest import SettingsFactory
 from tests.support.raw import RawAccess
 

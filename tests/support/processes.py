@@ -24,15 +24,12 @@ def child_env(**settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def http_server(settings: dict[str, str], host: str = "127.0.0.1") -> Iterator[str]:
-    """Start the server over streamable HTTP; yield its base URL once /healthz answers."""
-    port = free_port()
+def serving_http(
+    command: list[str], port: int, env: dict[str, str], cwd: Path | None = None
+) -> Iterator[str]:
+    """Run `command` (an MCP server on 127.0.0.1:`port`); yield its base URL once /healthz answers."""
     process = subprocess.Popen(
-        [CONSOLE_SCRIPT, "--transport", "http", "--host", host, "--port", str(port)],
-        env=child_env(**settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -60,3 +57,12 @@ def http_server(settings: dict[str, str], host: str = "127.0.0.1") -> Iterator[s
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+@contextmanager
+def http_server(settings: dict[str, str], host: str = "127.0.0.1") -> Iterator[str]:
+    """The console script over streamable HTTP; yields its base URL."""
+    port = free_port()
+    command = [CONSOLE_SCRIPT, "--transport", "http", "--host", host, "--port", str(port)]
+    with serving_http(command, port, child_env(**settings)) as base_url:
+        yield base_url
