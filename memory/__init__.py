@@ -14,20 +14,23 @@ from memory.errors import (
 )
 from memory.factory import backend_name, open_store
 from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
-from memory.models import MAX_SAFE_INTEGER, ChatTurn, Role, SaveResult
-from memory.rules import now_ms
+from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, TurnOutcome
+from memory.rules import MAX_BATCH_TURNS, now_ms
 from memory.settings import StoreSettings, describe_validation_error
 from memory.store import SessionStore
 
 __all__ = [
+    "MAX_BATCH_TURNS",
     "MAX_SAFE_INTEGER",
     "MAX_SESSION_ID_CHARS",
     "SESSION_ID_RULE",
+    "BatchSaveResult",
     "ChatTurn",
     "ConfigurationError",
     "CorruptSessionError",
     "InvalidRequestError",
     "InvalidSessionIdError",
+    "NewTurn",
     "Role",
     "SaveResult",
     "SessionFullError",
@@ -37,6 +40,7 @@ __all__ = [
     "StoreError",
     "StoreSettings",
     "StoreUnavailableError",
+    "TurnOutcome",
     "TurnTooLargeError",
     "backend_name",
     "check_session_id",

@@ -53,6 +53,9 @@ class StoreError(SessionMemoryError):
 class StoreUnavailableError(StoreError):
     """The store could not be reached, answered too slowly, or is locked."""
 
+    # For a save: the timestamps it used, so that the caller can retry it safely.
+    timestamps: tuple[int, ...] = ()
+
 
 class StoreAuthError(StoreError):
     """The store rejected the configured credentials."""

@@ -55,6 +55,17 @@ class RedisStore(ScriptedStore):
         # execute_command: no per-command reply parsing, the raw reply as the script returns it.
         return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
+    async def _tail(self, key: str, size: int) -> tuple[str, bool]:
+        data = await self._command("GETRANGE", key, -size, -1)
+        if not isinstance(data, bytes):
+            raise StoreError(f"the store answered GETRANGE with a {type(data).__name__}")
+        whole = len(data) < size
+        # The window may start inside a UTF-8 sequence: skip its continuation bytes.
+        start = 0
+        while not whole and start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
+            start += 1
+        return data[start:].decode("utf-8", "replace"), whole
+
     def _is_transient(self, exc: Exception) -> bool:
         return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and not isinstance(
             exc, redis_errors.AuthenticationError

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from memory.codec import encode_turn
-from memory.errors import CorruptSessionError, InvalidRequestError, SessionFullError, TurnTooLargeError
+from memory.codec import turn_prefix
+from memory.errors import (
+    CorruptSessionError,
+    InvalidRequestError,
+    SessionFullError,
+    StoreUnavailableError,
+    TurnTooLargeError,
+)
 from memory.keys import check_session_id, session_key
-from memory.models import ChatTurn, SaveResult
+from memory.models import ChatTurn, NewTurn
+from memory.script import PlannedTurn
 from memory.settings import StoreSettings
 
-AppendOutcome = Literal["stored", "duplicate", "session_full", "not_a_session"]
+# A batch larger than this is refused: it would be one huge command and one long lock.
+MAX_BATCH_TURNS = 100
 
 
 @dataclass(frozen=True)
@@ -36,17 +45,40 @@ class Limits:
     def key_for(self, session_id: str) -> str:
         return session_key(self.key_prefix, check_session_id(session_id))
 
-    def encode_new_turn(self, turn: ChatTurn) -> str:
-        if len(turn.content) > self.max_content_chars:
-            raise TurnTooLargeError(
-                f"the turn's content is {len(turn.content)} characters; "
-                f"the maximum is {self.max_content_chars}"
-            )
-        return encode_turn(turn)
+    def plan(self, turns: Sequence[ChatTurn | NewTurn]) -> list[PlannedTurn]:
+        """Check the turns and give each its timestamp and how an equal stored turn counts.
+
+        A caller's timestamp makes an equal stored turn a retry ('keep'); the server's clock
+        makes it another message, so the timestamp moves past it ('move').
+        """
+        if not turns:
+            raise InvalidRequestError("there are no turns to save")
+        if len(turns) > MAX_BATCH_TURNS:
+            raise InvalidRequestError(f"{len(turns)} turns in one save; the maximum is {MAX_BATCH_TURNS}")
+        planned = []
+        for index, turn in enumerate(turns):
+            if len(turn.content) > self.max_content_chars:
+                which = f"turn {index}'s" if len(turns) > 1 else "the turn's"
+                raise TurnTooLargeError(
+                    f"{which} content is {len(turn.content)} characters; "
+                    f"the maximum is {self.max_content_chars}"
+                )
+            if turn.timestamp is None:
+                planned.append(
+                    PlannedTurn(turn.role, turn.content, turn_prefix(turn), server_stamp(), "move")
+                )
+            else:
+                planned.append(
+                    PlannedTurn(turn.role, turn.content, turn_prefix(turn), turn.timestamp, "keep")
+                )
+        return planned
+
+    def expires_at(self, now: int | None = None) -> int:
+        return (now_ms() if now is None else now) + self.ttl_seconds * 1000
 
 
 def check_last(last: int | None) -> None:
-    if last is not None and last < 1:
+    if last is not None and (isinstance(last, bool) or last < 1):
         raise InvalidRequestError(f"last must be at least 1 (got {last}); omit it for the whole session")
 
 
@@ -58,28 +90,50 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def save_result(
-    outcome: AppendOutcome,
-    turn_count: int | None,
-    session_id: str,
-    limits: Limits,
-    expires_at: int | None = None,
-) -> SaveResult:
-    """Turn an append outcome into a result, or the error it stands for."""
-    if outcome == "not_a_session":
-        raise CorruptSessionError(
-            f"the value stored for session {session_id!r} is not a JSON array of turns; "
-            "it was left unchanged and the turn was not saved"
-        )
-    if outcome == "session_full":
-        raise SessionFullError(
-            f"session {session_id!r} would exceed the maximum stored size of "
-            f"{limits.max_session_bytes} bytes; the turn was not saved (start a new session "
-            "or delete this one)"
-        )
-    return SaveResult(
-        session_id=session_id,
-        stored=outcome == "stored",
-        turn_count=turn_count,
-        expires_at=expires_at if expires_at is not None else now_ms() + limits.ttl_seconds * 1000,
+class _ServerClock:
+    """Milliseconds, never the same twice in this process.
+
+    Two saves of equal text stamped in one millisecond are two messages; giving each its
+    own stamp lets a retried save recognise its own earlier attempt by its timestamp.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def stamp(self) -> int:
+        with self._lock:
+            self._last = max(now_ms(), self._last + 1)
+            return self._last
+
+
+server_stamp = _ServerClock().stamp
+
+
+def session_full(session_id: str, limits: Limits) -> SessionFullError:
+    return SessionFullError(
+        f"session {session_id!r} would exceed the maximum stored size of "
+        f"{limits.max_session_bytes} bytes; nothing was saved (start a new session or delete this one)"
     )
+
+
+def not_a_session(session_id: str) -> CorruptSessionError:
+    return CorruptSessionError(
+        f"the value stored for session {session_id!r} is not, at its ends, a JSON array of turns; "
+        "it was left unchanged and nothing was saved"
+    )
+
+
+def unavailable_during_save(
+    error: StoreUnavailableError, planned: Sequence[PlannedTurn]
+) -> StoreUnavailableError:
+    """The error with what a caller needs to retry safely: the timestamps this save used."""
+    stamps = ", ".join(str(turn.timestamp) for turn in planned)
+    advice = (
+        f"the save may or may not have been stored; retry with timestamp {stamps}"
+        if len(planned) == 1
+        else f"the save may or may not have been stored; retry with timestamps {stamps} (in order)"
+    )
+    wrapped = StoreUnavailableError(f"{error}; {advice}, so that a retry of a stored save is recognised")
+    wrapped.timestamps = tuple(turn.timestamp for turn in planned)
+    return wrapped

@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import anyio
 
-from memory.codec import decode_session
+from memory.codec import decode_session, decode_tail
 from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
-from memory.models import ChatTurn, SaveResult
-from memory.rules import Limits, check_last, newest, save_result
-from memory.script import append_arguments, append_turn_script, parse_append_reply
+from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
+from memory.rules import (
+    Limits,
+    check_last,
+    newest,
+    not_a_session,
+    session_full,
+    unavailable_during_save,
+)
+from memory.script import LuaScript, append_arguments, append_script, parse_append_reply
 
 logger = logging.getLogger(__name__)
 
 Argument = str | int
+T = TypeVar("T")
+
+# A first guess at a stored turn's size, in bytes, until this process has seen some.
+_INITIAL_TURN_BYTES = 512
+# A tail window holds this much more than the turns asked for, so that one read suffices.
+_WINDOW_MARGIN = 1.25
 
 
 class ScriptedStore(ABC):
-    """A session store on a Redis-protocol server: GET to read, one Lua script to append."""
+    """A session store on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append."""
 
     backend: str
+    # Upstash's flag that limits a script's lock to its keys; Redis refuses it.
+    key_locking: bool = False
 
     def __init__(self, limits: Limits, timeout_seconds: float, retries: int) -> None:
         self._limits = limits
         self._timeout = timeout_seconds
         self._retries = retries
+        self._turn_bytes = float(_INITIAL_TURN_BYTES)
 
     @property
     @abstractmethod
@@ -37,6 +56,11 @@ class ScriptedStore(ABC):
     @abstractmethod
     async def _command(self, *args: Argument) -> object:
         """Send one command; raise the client's own exceptions."""
+
+    @abstractmethod
+    async def _tail(self, key: str, size: int) -> tuple[str, bool]:
+        """About the last `size` bytes of the value, from a character boundary, and whether
+        that is the whole value ('' and True for a missing key)."""
 
     @abstractmethod
     def _is_transient(self, exc: Exception) -> bool:
@@ -52,36 +76,110 @@ class ScriptedStore(ABC):
     @abstractmethod
     async def aclose(self) -> None: ...
 
+    @property
+    def script(self) -> LuaScript:
+        return append_script(self.key_locking)
+
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
         check_last(last)
         with self._within_timeout():
-            value = await self._call("GET", key)
+            if last is not None:
+                tail = await self._read_tail(key, session_id, last)
+                if tail is not None:
+                    return tail
+            value = await self._call(lambda: self._command("GET", key))
         if value is None:
             return []
         if not isinstance(value, (str, bytes)):
             raise StoreError(f"the store answered GET with a {type(value).__name__}")
         return newest(decode_session(value, session_id), last)
 
-    async def save_turn(self, session_id: str, turn: ChatTurn) -> SaveResult:
+    async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
+        return (await self.save_turns(session_id, [turn])).single()
+
+    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
-        arguments = append_arguments(self._limits.encode_new_turn(turn), self._limits)
-        script = append_turn_script()
-        with self._within_timeout():
-            try:
-                reply = await self._call("EVALSHA", script.sha1, 1, key, *arguments, noscript_passes=True)
-            except _NoScript:
-                # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
-                logger.debug("append script not cached by the store; sending it with EVAL")
-                reply = await self._call("EVAL", script.source, 1, key, *arguments)
-        outcome, count = parse_append_reply(reply)
-        return save_result(outcome, count, session_id, self._limits)
+        planned = self._limits.plan(turns)
+        self._learn_turn_bytes(sum(len(turn.prefix.encode()) + 15 for turn in planned), len(planned))
+        first = append_arguments(planned, self._limits.ttl_seconds, self._limits.max_session_bytes)
+        # A retry may follow an attempt that ran: every turn is then looked for as it was
+        # sent, so that the earlier attempt's write is found rather than stored again.
+        again = append_arguments(
+            [dataclasses.replace(turn, mode="keep") for turn in planned],
+            self._limits.ttl_seconds,
+            self._limits.max_session_bytes,
+        )
+        attempts = 0
+
+        async def send() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await self._eval(key, first if attempts == 1 else again)
+
+        try:
+            with self._within_timeout():
+                reply = parse_append_reply(await self._call(send), len(planned))
+        except StoreUnavailableError as exc:
+            raise unavailable_during_save(exc, planned) from exc
+        if reply.outcome == "not_a_session":
+            raise not_a_session(session_id)
+        if reply.outcome == "session_full":
+            raise session_full(session_id, self._limits)
+        retried = attempts > 1
+        outcomes = [
+            # After a retry, an equal turn is the earlier attempt's own write.
+            TurnOutcome(timestamp=stamp, stored=state == 1 or retried)
+            for stamp, state in zip(reply.timestamps, reply.states, strict=True)
+        ]
+        created = reply.created or (retried and reply.states[0] == 2)
+        return BatchSaveResult(
+            session_id=session_id, new_session=created, turns=outcomes, expires_at=self._limits.expires_at()
+        )
 
     async def delete_session(self, session_id: str) -> bool:
         key = self._limits.key_for(session_id)
         with self._within_timeout():
-            deleted = await self._call("DEL", key)
+            deleted = await self._call(lambda: self._command("DEL", key))
         return bool(deleted)
+
+    async def _eval(self, key: str, arguments: list[str]) -> object:
+        script = self.script
+        try:
+            return await self._command("EVALSHA", script.sha1, 1, key, *arguments)
+        except Exception as exc:
+            if not self._is_noscript(exc):
+                raise
+        # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
+        logger.debug("append script not cached by the store; sending it with EVAL")
+        return await self._command("EVAL", script.source, 1, key, *arguments)
+
+    async def _read_tail(self, key: str, session_id: str, last: int) -> list[ChatTurn] | None:
+        """The newest `last` turns from a window at the value's end, widened while too short.
+
+        None when the window cannot be read on its own: the caller then reads the value
+        whole, which reports a corrupt one with its position.
+        """
+        size = int(last * self._turn_bytes * _WINDOW_MARGIN) + 64
+        while True:
+            window, whole = await self._call(functools.partial(self._tail, key, size))
+            if whole and not window:
+                return []  # no such key, as GET would say
+            # A missing key reads as an empty session, as with GET.
+            turns = (
+                decode_session(window, session_id) if whole and window else decode_tail(window, session_id)
+            )
+            if turns is None:
+                return None
+            if turns:
+                self._learn_turn_bytes(len(window.encode("utf-8")), len(turns))
+            if whole or len(turns) >= last:
+                return turns[-last:]
+            size = max(2 * size, int(last * self._turn_bytes * _WINDOW_MARGIN) + 64)
+
+    def _learn_turn_bytes(self, total_bytes: int, count: int) -> None:
+        # A moving average: recent sessions matter more than old ones.
+        self._turn_bytes = 0.8 * self._turn_bytes + 0.2 * (total_bytes / count)
 
     @contextmanager
     def _within_timeout(self) -> Iterator[None]:
@@ -94,26 +192,19 @@ class ScriptedStore(ABC):
                 f"the {self.backend} store did not answer within {self._timeout:g} s; try again later"
             ) from exc
 
-    async def _call(self, *args: Argument, noscript_passes: bool = False) -> object:
-        """Run a command, retrying failures that may not have reached the store.
-
-        Retrying a save is safe: the script recognises a turn it already stored.
-        """
+    async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
+        """Send, retrying failures that may not have reached the store, and translate errors."""
         try:
             attempt = 0
             while True:
                 try:
-                    return await self._command(*args)
+                    return await send()
                 except Exception as exc:
-                    if noscript_passes and self._is_noscript(exc):
-                        raise _NoScript from exc
                     if not self._is_transient(exc) or attempt >= self._retries:
                         raise
                     attempt += 1
-                    logger.debug("retrying %s after %s", args[0], type(exc).__name__)
+                    logger.debug("retrying after %s", type(exc).__name__)
                     await anyio.sleep(0.05 * 2**attempt)
-        except _NoScript:
-            raise
         except Exception as exc:
             translated = foreign_value_error(exc) or self._translate(exc)
             if translated is None:
@@ -132,7 +223,3 @@ def foreign_value_error(exc: Exception) -> CorruptSessionError | None:
             "the session key holds a Redis type other than a string; it was left unchanged"
         )
     return None
-
-
-class _NoScript(Exception):
-    """The store does not have the append script cached."""

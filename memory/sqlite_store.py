@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,52 +13,34 @@ import anyio
 import anyio.to_thread
 
 from memory.codec import decode_session
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
-from memory.models import ChatTurn, SaveResult
-from memory.rules import AppendOutcome, Limits, check_last, newest, now_ms, save_result
+from memory.errors import SessionMemoryError, StoreError, StoreUnavailableError
+from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
+from memory.rules import (
+    Limits,
+    check_last,
+    not_a_session,
+    now_ms,
+    session_full,
+    unavailable_during_save,
+)
+from memory.script import PlannedTurn
+from memory.sqlite_schema import prepare
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);
-"""
-_UPSERT = (
-    "INSERT INTO sessions (key, value, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
-)
-_SELECT_LIVE = "SELECT value FROM sessions WHERE key = ? AND expires_at > ?"
 _PURGE_INTERVAL_MS = 60 * 60 * 1000
 
 
-def append_to_value(
-    current: str | None, encoded_turn: str, turn: ChatTurn, session_id: str, limits: Limits
-) -> tuple[AppendOutcome, int, str | None]:
-    """The append script's rules, in Python: (outcome, turn count, new value or None)."""
-    if current is None:
-        value = f"[{encoded_turn}]"
-        if len(value.encode("utf-8")) > limits.max_session_bytes:
-            return "session_full", 0, None
-        return "stored", 1, value
-    try:
-        turns = decode_session(current, session_id)
-    except CorruptSessionError:
-        return "not_a_session", 0, None
-    if turn in turns:
-        return "duplicate", len(turns), None
-    body = current.rstrip()[:-1]  # a valid session ends with ']'
-    value = body + ("," if turns else "") + encoded_turn + "]"
-    if len(value.encode("utf-8")) > limits.max_session_bytes:
-        return "session_full", len(turns), None
-    return "stored", len(turns) + 1, value
+class _SessionFull(Exception):
+    pass
+
+
+class _NotASession(Exception):
+    pass
 
 
 class SQLiteStore:
-    """Sessions in a local SQLite file, atomic across threads and processes.
+    """Sessions in a local SQLite file, one row per turn, atomic across threads and processes.
 
     One connection, used from one worker thread at a time, so the event loop
     never blocks; other processes are kept out by SQLite's own write lock
@@ -91,14 +74,25 @@ class SQLiteStore:
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
         check_last(last)
-        value = await self._run(self._read, key)
-        return [] if value is None else newest(decode_session(value, session_id), last)
+        return await self._run(self._read, key, session_id, last)
 
-    async def save_turn(self, session_id: str, turn: ChatTurn) -> SaveResult:
+    async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
+        return (await self.save_turns(session_id, [turn])).single()
+
+    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
-        encoded = self._limits.encode_new_turn(turn)
-        outcome, count, expires_at = await self._run(self._append, key, encoded, turn, session_id)
-        return save_result(outcome, count, session_id, self._limits, expires_at)
+        planned = self._limits.plan(turns)
+        try:
+            created, outcomes, expires_at = await self._run(self._append, key, planned)
+        except StoreUnavailableError as exc:
+            raise unavailable_during_save(exc, planned) from exc
+        except _NotASession:
+            raise not_a_session(session_id) from None
+        except _SessionFull:
+            raise session_full(session_id, self._limits) from None
+        return BatchSaveResult(
+            session_id=session_id, new_session=created, turns=outcomes, expires_at=expires_at
+        )
 
     async def delete_session(self, session_id: str) -> bool:
         key = self._limits.key_for(session_id)
@@ -113,47 +107,155 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _translate(exc, self._path) from exc
 
-    def _read(self, key: str) -> str | None:
-        row = self._connection.execute(_SELECT_LIVE, (key, now_ms())).fetchone()
-        return None if row is None else str(row[0])
+    def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
+        connection, now = self._connection, now_ms()
+        unreadable = connection.execute(
+            "SELECT value FROM unreadable_sessions WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        if unreadable is not None:
+            decode_session(str(unreadable[0]), session_id)  # raises, saying where it fails
+        if not connection.execute(
+            "SELECT 1 FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone():
+            return []
+        if last is None:
+            rows = connection.execute(
+                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
+            ).fetchall()
+        else:
+            rows = connection.execute(
+                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
+                (key, last),
+            ).fetchall()[::-1]
+        return [
+            ChatTurn.model_construct(role=role, content=content, timestamp=ts) for role, content, ts in rows
+        ]
 
-    def _append(
-        self, key: str, encoded: str, turn: ChatTurn, session_id: str
-    ) -> tuple[AppendOutcome, int, int]:
+    def _append(self, key: str, planned: Sequence[PlannedTurn]) -> tuple[bool, list[TurnOutcome], int]:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            now = now_ms()
-            row = connection.execute(_SELECT_LIVE, (key, now)).fetchone()
-            outcome, count, value = append_to_value(
-                None if row is None else str(row[0]), encoded, turn, session_id, self._limits
-            )
-            expires_at = now + self._limits.ttl_seconds * 1000
-            if value is not None:
-                connection.execute(_UPSERT, (key, value, expires_at))
-            elif outcome == "duplicate":
-                connection.execute("UPDATE sessions SET expires_at = ? WHERE key = ?", (expires_at, key))
+            result = self._append_in_transaction(key, planned)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
         self._purge_expired_if_due()
-        return outcome, count, expires_at
+        return result
+
+    def _append_in_transaction(
+        self, key: str, planned: Sequence[PlannedTurn]
+    ) -> tuple[bool, list[TurnOutcome], int]:
+        connection, now = self._connection, now_ms()
+        expires_at = self._limits.expires_at(now)
+        _forget_if_expired(connection, key, now)
+        if connection.execute("SELECT 1 FROM unreadable_sessions WHERE key = ?", (key,)).fetchone():
+            raise _NotASession
+        row = connection.execute(
+            "SELECT turn_count, stored_bytes FROM conversations WHERE key = ?", (key,)
+        ).fetchone()
+        created = row is None
+        count, size = (0, 2) if row is None else (int(row[0]), int(row[1]))
+        outcomes: list[TurnOutcome] = []
+        added: list[PlannedTurn] = []  # with the timestamps they are stored with
+        for turn in planned:
+            stamp, state = _place(connection, key, turn, added)
+            if state == 1:
+                size += len(f"{turn.prefix}{stamp}}}".encode()) + (1 if count + len(added) else 0)
+                added.append(dataclasses.replace(turn, timestamp=stamp))
+            outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
+        if size > self._limits.max_session_bytes:
+            raise _SessionFull
+        connection.executemany(
+            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, 1)",
+            (
+                (key, seq, turn.role, turn.content, turn.timestamp)
+                for seq, turn in enumerate(added, start=count)
+            ),
+        )
+        connection.execute(
+            "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
+            "stored_bytes = excluded.stored_bytes",
+            (key, expires_at, count + len(added), size),
+        )
+        return created and bool(added), outcomes, expires_at
 
     def _delete(self, key: str) -> bool:
-        cursor = self._connection.execute(
-            "DELETE FROM sessions WHERE key = ? AND expires_at > ?", (key, now_ms())
-        )
-        return cursor.rowcount > 0
+        connection, now = self._connection, now_ms()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _forget_if_expired(connection, key, now)
+            existed = connection.execute("DELETE FROM conversations WHERE key = ?", (key,)).rowcount
+            connection.execute("DELETE FROM turns WHERE key = ?", (key,))
+            existed += connection.execute("DELETE FROM unreadable_sessions WHERE key = ?", (key,)).rowcount
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return existed > 0
 
     def _purge_expired_if_due(self) -> None:
-        # Expired rows are never returned; this only gives their space back.
+        # Expired sessions are never returned; this only gives their space back.
         now = now_ms()
         if now < self._next_purge_ms:
             return
-        self._connection.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "DELETE FROM turns WHERE key IN (SELECT key FROM conversations WHERE expires_at <= ?)", (now,)
+            )
+            connection.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
+            connection.execute("DELETE FROM unreadable_sessions WHERE expires_at <= ?", (now,))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
         self._next_purge_ms = now + _PURGE_INTERVAL_MS
+
+
+def _place(
+    connection: sqlite3.Connection, key: str, turn: PlannedTurn, added: Sequence[PlannedTurn]
+) -> tuple[int, int]:
+    """The turn's timestamp and state (1 new, 0 an equal turn is there, 2 it is the first turn)."""
+    if turn.mode == "keep":
+        row = connection.execute(
+            "SELECT seq FROM turns WHERE key = ? AND timestamp = ? AND role = ? AND content = ? "
+            "AND comparable = 1 LIMIT 1",
+            (key, turn.timestamp, turn.role, turn.content),
+        ).fetchone()
+        if row is not None:
+            return turn.timestamp, 2 if row[0] == 0 else 0
+        if any(other.prefix == turn.prefix and other.timestamp == turn.timestamp for other in added):
+            return turn.timestamp, 0
+        return turn.timestamp, 1
+    taken = {
+        int(stamp)
+        for (stamp,) in connection.execute(
+            "SELECT timestamp FROM turns WHERE key = ? AND timestamp >= ? AND role = ? AND content = ? "
+            "AND comparable = 1",
+            (key, turn.timestamp, turn.role, turn.content),
+        )
+    }
+    taken.update(other.timestamp for other in added if other.prefix == turn.prefix)
+    stamp = turn.timestamp
+    while stamp in taken:
+        stamp += 1
+    return stamp, 1
+
+
+def _forget_if_expired(connection: sqlite3.Connection, key: str, now: int) -> None:
+    expired = connection.execute(
+        "SELECT 1 FROM conversations WHERE key = ? AND expires_at <= ?", (key, now)
+    ).fetchone()
+    if expired:
+        connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        connection.execute("DELETE FROM turns WHERE key = ?", (key,))
+    connection.execute("DELETE FROM unreadable_sessions WHERE key = ? AND expires_at <= ?", (key, now))
 
 
 def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
@@ -171,7 +273,7 @@ def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
             path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
         )
         connection.execute("PRAGMA journal_mode = WAL")
-        connection.executescript(_SCHEMA)
+        prepare(connection)
     except sqlite3.Error as exc:
         if connection is not None:
             connection.close()

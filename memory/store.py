@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from memory.models import ChatTurn, SaveResult
+from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult
 
 
 class SessionStore(Protocol):
@@ -24,8 +25,17 @@ class SessionStore(Protocol):
         """The turns oldest first (only the newest `last` when given); [] if missing or expired."""
         ...
 
-    async def save_turn(self, session_id: str, turn: ChatTurn) -> SaveResult:
-        """Append a turn atomically and reset the TTL; a turn already stored is not stored again."""
+    async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
+        """Append a turn atomically and reset the TTL (see `save_turns`)."""
+        ...
+
+    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
+        """Append turns atomically, in order, and reset the TTL.
+
+        A turn with a timestamp that equals a stored turn (role, content, timestamp) is a
+        retry and is not stored again; a turn without one is stamped with the store's clock,
+        moved to the next free millisecond past an equal turn, and never merged.
+        """
         ...
 
     async def delete_session(self, session_id: str) -> bool:

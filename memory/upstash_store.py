@@ -26,6 +26,7 @@ class UpstashStore(ScriptedStore):
     """Sessions in Upstash Redis: every read is one GET, every save one EVALSHA."""
 
     backend = "upstash"
+    key_locking = True
 
     def __init__(self, url: str, token: str, limits: Limits, timeout_seconds: float, retries: int) -> None:
         super().__init__(limits, timeout_seconds, retries)
@@ -41,6 +42,21 @@ class UpstashStore(ScriptedStore):
 
     async def _command(self, *args: Argument) -> object:
         return await self._client.execute(list(args))
+
+    async def _tail(self, key: str, size: int) -> tuple[str, bool]:
+        # The client decodes every reply as strict UTF-8: a window that starts inside a
+        # character fails, and one starting a byte later (at most three) does not.
+        for skip in range(4):
+            try:
+                data = await self._command("GETRANGE", key, -(size - skip), -1)
+            except UnicodeDecodeError:
+                continue
+            if not isinstance(data, str):
+                raise StoreError(f"Upstash answered GETRANGE with a {type(data).__name__}")
+            return data, len(data.encode("utf-8")) < size - skip
+        raise CorruptSessionError(
+            "the value stored at the session key is not UTF-8 text; it was left unchanged"
+        )
 
     def _is_transient(self, exc: Exception) -> bool:
         # No answer, or an answer that is not JSON (a proxy's 5xx page): the

@@ -14,10 +14,10 @@ from memory import (
     MAX_SAFE_INTEGER,
     MAX_SESSION_ID_CHARS,
     ChatTurn,
+    NewTurn,
     Role,
     SessionStore,
     new_session_id,
-    now_ms,
 )
 from server.errors import as_tool_errors
 
@@ -26,11 +26,14 @@ SESSION_ID_PATTERN = r"^\S+$"
 
 class SavedTurn(BaseModel):
     session_id: str = Field(description="The session the turn was saved in. Pass it to every later call.")
-    new_session: bool = Field(description="True when this call started the session.")
+    new_session: bool = Field(description="True when this call created the session.")
     stored: bool = Field(
-        description="False when this exact turn was already saved (a retry); nothing changed."
+        description="False when this exact turn (same role, content and timestamp) was already saved: "
+        "a retry; nothing changed."
     )
-    turn_count: int | None = Field(description="Turns now in the session.")
+    timestamp: int = Field(
+        description="The turn's timestamp as stored, ms since the epoch. Repeat it when retrying this call."
+    )
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
 
@@ -90,21 +93,21 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             int | None,
             Field(
                 description="When the message was written, in milliseconds since the Unix epoch. "
-                "Omit it to use the server's clock.",
+                "Omit it to use the server's clock. Pass it (or, when retrying, the timestamp a "
+                "previous attempt returned or reported) to make a retry safe.",
                 ge=0,
                 le=MAX_SAFE_INTEGER,
             ),
         ] = None,
     ) -> SavedTurn:
-        turn = ChatTurn(role=role, content=content, timestamp=now_ms() if timestamp is None else timestamp)
-        is_new = session_id is None
         with as_tool_errors():
+            turn = NewTurn(role=role, content=content, timestamp=timestamp)
             result = await store.save_turn(new_session_id() if session_id is None else session_id, turn)
         return SavedTurn(
             session_id=result.session_id,
-            new_session=is_new,
+            new_session=result.new_session,
             stored=result.stored,
-            turn_count=result.turn_count,
+            timestamp=result.timestamp,
             expires_at=result.expires_at,
             expires_at_iso=datetime.fromtimestamp(result.expires_at / 1000, timezone.utc).isoformat(
                 timespec="seconds"
@@ -135,8 +138,10 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             "memory. Call it once per message you want remembered, in the order they happened. "
             "Omit session_id for the first message of a new conversation: a new session is created "
             "and its id returned; keep that id and pass it to every later call for this conversation. "
-            f"A session lasts {expiry} after its last save. Saving the exact same turn again (same "
-            "role, content and timestamp) changes nothing, so retrying a failed call is safe."
+            f"A session lasts {expiry} after its last save. A retry is recognised only by its "
+            "timestamp: saving the same role, content and timestamp again changes nothing, so to "
+            "retry a failed call, pass the timestamp it returned or its error reported. Calls "
+            "without a timestamp are never merged: two equal messages are two turns."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False

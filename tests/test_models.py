@@ -39,7 +39,7 @@ def test_invalid_turns_are_refused(fields: dict[str, object]) -> None:
 
 
 def test_decode_names_the_first_problem() -> None:
-    with pytest.raises(CorruptSessionError, match=r"0\.role"):
+    with pytest.raises(CorruptSessionError, match=r"turn 0 has role 'bot'"):
         decode_session('[{"role":"bot","content":"x","timestamp":1}]', "s1")
 
 

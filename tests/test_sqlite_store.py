@@ -40,11 +40,12 @@ async def test_expired_sessions_are_purged_from_the_file(
     await store.save_turn("s1", HI)
     await store.aclose()
     with contextlib.closing(sqlite3.connect(settings.sqlite_path, isolation_level=None)) as connection:
-        connection.execute("UPDATE sessions SET expires_at = ?", (int(time.time() * 1000) - 1,))
+        connection.execute("UPDATE conversations SET expires_at = ?", (int(time.time() * 1000) - 1,))
     store = await open_store(settings)
     await store.aclose()
     with contextlib.closing(sqlite3.connect(settings.sqlite_path)) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
+        assert connection.execute("SELECT COUNT(*) FROM conversations").fetchone() == (0,)
+        assert connection.execute("SELECT COUNT(*) FROM turns").fetchone() == (0,)
 
 
 async def test_database_locked_by_another_process_gives_a_clear_error_then_recovers(
@@ -59,5 +60,6 @@ async def test_database_locked_by_another_process_gives_a_clear_error_then_recov
     ):
         await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
     result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
-    assert result.turn_count == 2
+    assert result.stored
+    assert [t.content for t in await store.get_session("s1")] == ["hi", "after"]
     await store.aclose()

@@ -40,7 +40,8 @@ async def test_saved_turns_come_back_oldest_first(store: SessionStore) -> None:
         result = await store.save_turn("s1", saved)
         assert result.stored
         assert result.session_id == "s1"
-        assert result.turn_count == count
+        assert result.new_session is (count == 1)
+        assert result.timestamp == saved.timestamp
     assert await store.get_session("s1") == turns
 
 
@@ -82,7 +83,7 @@ async def test_same_turn_saved_twice_is_stored_once(store: SessionStore) -> None
     first = await store.save_turn("s1", turn("hello"))
     again = await store.save_turn("s1", turn("hello"))
     assert (first.stored, again.stored) == (True, False)
-    assert again.turn_count == 1
+    assert again.timestamp == first.timestamp
     assert await store.get_session("s1") == [turn("hello")]
 
 
@@ -143,7 +144,7 @@ async def test_expired_session_reads_as_empty_and_starts_afresh(
         await anyio.sleep(1.3)
         assert await store.get_session("s1") == []
         result = await store.save_turn("s1", turn("new"))
-        assert result.turn_count == 1
+        assert result.new_session
         assert await store.get_session("s1") == [turn("new")]
     finally:
         await store.aclose()
@@ -274,7 +275,7 @@ async def test_readable_variants_of_a_session_are_accepted(
     raw.set(key, '[\n  {"timestamp": 5, "content": "caf\\u00e9", "role": "assistant"}\n]\n')
     assert await store.get_session("s1") == [turn("café", 5, "assistant")]
     result = await store.save_turn("s1", turn("next", 6))
-    assert result.turn_count == 2
+    assert (result.stored, result.new_session) == (True, False)
     assert await store.get_session("s1") == [turn("café", 5, "assistant"), turn("next", 6)]
     assert json.loads(raw.get(key) or b"") == [
         {"timestamp": 5, "content": "café", "role": "assistant"},
@@ -287,13 +288,15 @@ async def test_a_repeated_field_takes_its_last_value_as_json_parse_does(
 ) -> None:
     raw.set(f"{key_prefix}session:s1", '[{"role":"user","content":"x","timestamp":1,"role":"assistant"}]')
     assert await store.get_session("s1") == [turn("x", 1, "assistant")]
-    assert (await store.save_turn("s1", turn("y", 2))).turn_count == 2
+    assert (await store.save_turn("s1", turn("y", 2))).stored
+    assert await store.get_session("s1") == [turn("x", 1, "assistant"), turn("y", 2)]
 
 
 async def test_empty_array_is_an_empty_session(store: SessionStore, raw: RawAccess, key_prefix: str) -> None:
     raw.set(f"{key_prefix}session:s1", "[]")
     assert await store.get_session("s1") == []
-    assert (await store.save_turn("s1", turn("first"))).turn_count == 1
+    result = await store.save_turn("s1", turn("first"))
+    assert (result.stored, result.new_session) == (True, False)
     assert (
         raw.get(f"{key_prefix}session:s1") == b'[{"role":"user","content":"first","timestamp":1700000000000}]'
     )

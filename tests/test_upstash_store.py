@@ -72,7 +72,7 @@ async def test_bytes_sent_per_save_do_not_grow_with_the_session(
         sizes.append((gateway.records[0].request_bytes, gateway.records[0].response_bytes))
     (request_10, response_10), (request_200, response_200) = sizes[10], sizes[-1]
     assert request_200 == request_10
-    assert response_200 - response_10 <= 2  # only the turn count's digits grow
+    assert response_200 == response_10
 
 
 async def test_saves_keep_working_after_the_script_cache_is_flushed(
@@ -95,7 +95,7 @@ async def test_save_whose_response_was_lost_is_retried_and_stored_once(
     gateway.records.clear()
     gateway.inject(Fault.DROP_AFTER_EXECUTE)
     result = await upstash.save_turn("s1", turn("sent once, executed twice"))
-    assert result.stored is False  # the retry found the turn the first attempt stored
+    assert result.stored is True  # the retry found the turn its own first attempt stored
     assert len([r for r in gateway.records if r.path == "/"]) == 1  # only the retry got an answer
     assert await upstash.get_session("s1") == [turn("sent once, executed twice")]
 

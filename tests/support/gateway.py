@@ -13,6 +13,7 @@ import asyncio
 import base64
 import collections
 import enum
+import hashlib
 import hmac
 import json
 import threading
@@ -70,6 +71,10 @@ class UpstashGateway:
     _pool: list[RespConnection] = field(default_factory=list)
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
     _in_flight: int = 0
+    # Upstash's key-locking flag, which Valkey refuses: the SHA1 a client computed over the
+    # flagged source, mapped to Valkey's SHA1 of the source without it.
+    _flagged_sha1s: dict[bytes, bytes] = field(default_factory=dict)
+    key_locking_scripts: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -239,6 +244,7 @@ class UpstashGateway:
             return 400, {"error": str(exc) if isinstance(exc, _BadRequest) else "ERR the body is not JSON"}
 
     async def _run(self, commands: list[list[bytes]]) -> list[Reply]:
+        commands = [self._as_valkey_runs_it(command) for command in commands]
         connection = (
             self._pool.pop() if self._pool else await RespConnection.open("127.0.0.1", self.redis_port)
         )
@@ -257,6 +263,41 @@ class UpstashGateway:
             return 400, {"error": str(executed)}
         assert isinstance(executed, list)
         return 200, [_item(reply, base64_encoding) for reply in executed]
+
+    def _as_valkey_runs_it(self, command: list[bytes]) -> list[bytes]:
+        """Strip Upstash's `allow-key-locking` script flag, as Upstash understands it and Valkey does not."""
+        name = command[0].upper()
+        if name == b"EVAL" or (name == b"SCRIPT" and len(command) > 2 and command[1].upper() == b"LOAD"):
+            at = 1 if name == b"EVAL" else 2
+            source = command[at]
+            stripped = _without_key_locking(source)
+            if stripped != source:
+                client_sha1, valkey_sha1 = _sha1(source), _sha1(stripped)
+                self._flagged_sha1s[client_sha1] = valkey_sha1
+                self.key_locking_scripts.add(client_sha1.decode())
+                return [*command[:at], stripped, *command[at + 1 :]]
+        if name == b"EVALSHA" and len(command) > 1:
+            mapped = self._flagged_sha1s.get(command[1].lower())
+            if mapped is not None:
+                self.key_locking_scripts.add(command[1].decode())
+                return [command[0], mapped, *command[2:]]
+        return command
+
+
+def _sha1(source: bytes) -> bytes:
+    return hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
+
+
+def _without_key_locking(source: bytes) -> bytes:
+    first, newline, rest = source.partition(b"\n")
+    if not first.startswith(b"#!lua") or b"allow-key-locking" not in first:
+        return source
+    words = first.split()
+    flags = next((word[len(b"flags=") :] for word in words if word.startswith(b"flags=")), b"")
+    kept = [flag for flag in flags.split(b",") if flag and flag != b"allow-key-locking"]
+    if not kept:
+        return rest
+    return b"#!lua flags=" + b",".join(kept) + newline + rest
 
 
 def _command(item: object) -> list[bytes]:

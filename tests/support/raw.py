@@ -10,6 +10,10 @@ from typing import Protocol
 
 import redis
 
+from memory import ChatTurn
+from memory.codec import encode_session
+from memory.sqlite_schema import import_value
+
 
 class RawAccess(Protocol):
     def get(self, key: str) -> bytes | None: ...
@@ -47,6 +51,9 @@ class RedisRaw:
 
 
 class SQLiteRaw:
+    """A session as the JSON text the other backends would hold: rebuilt from its rows on
+    `get`, imported as the 0.1.0 migration imports it on `set`."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -56,19 +63,34 @@ class SQLiteRaw:
 
     def get(self, key: str) -> bytes | None:
         with self._connect() as connection:
-            row = connection.execute("SELECT value FROM sessions WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0]).encode()
+            unreadable = connection.execute(
+                "SELECT value FROM unreadable_sessions WHERE key = ?", (key,)
+            ).fetchone()
+            if unreadable is not None:
+                return str(unreadable[0]).encode()
+            if not connection.execute("SELECT 1 FROM conversations WHERE key = ?", (key,)).fetchone():
+                return None
+            rows = connection.execute(
+                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
+            ).fetchall()
+        turns = [ChatTurn(role=role, content=content, timestamp=ts) for role, content, ts in rows]
+        return encode_session(turns).encode()
 
     def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:
         text = value.decode() if isinstance(value, bytes) else value
         expires_at = time.time_ns() // 1_000_000 + ttl_seconds * 1000
         with self._connect() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO sessions (key, value, expires_at) VALUES (?, ?, ?)",
-                (key, text, expires_at),
-            )
+            connection.execute("BEGIN IMMEDIATE")
+            for table in ("conversations", "turns", "unreadable_sessions"):
+                connection.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
+            import_value(connection, key, text, expires_at)
+            connection.execute("COMMIT")
 
     def ttl_ms(self, key: str) -> int:
         with self._connect() as connection:
-            row = connection.execute("SELECT expires_at FROM sessions WHERE key = ?", (key,)).fetchone()
+            row = connection.execute(
+                "SELECT expires_at FROM conversations WHERE key = ? "
+                "UNION ALL SELECT expires_at FROM unreadable_sessions WHERE key = ?",
+                (key, key),
+            ).fetchone()
         return -2 if row is None else int(row[0]) - time.time_ns() // 1_000_000
