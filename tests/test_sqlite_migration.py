@@ -1,0 +1,189 @@
+"""SQLite files written by 0.1.0 (one JSON value per session) move to one row per turn at open:
+atomically, without loss, and safely when the process is killed half-way."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreSettings, open_store
+from tests.support.raw import SQLiteRaw
+
+pytestmark = pytest.mark.anyio
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sessions-0.1.0.sqlite3"
+LEGACY_SCHEMA = (
+    "CREATE TABLE sessions (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL);"
+    "CREATE INDEX sessions_expires_at ON sessions (expires_at);"
+)
+FAR_FUTURE = 4_102_444_800_000
+
+
+def settings_for(path: Path) -> StoreSettings:
+    return StoreSettings(
+        upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None, sqlite_path=path
+    )
+
+
+def layout(path: Path) -> tuple[int, set[str]]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return version, tables
+
+
+@pytest.fixture
+async def migrated(tmp_path: Path) -> AsyncIterator[SessionStore]:
+    path = tmp_path / "sessions.sqlite3"
+    shutil.copy(FIXTURE, path)
+    assert layout(path) == (0, {"sessions"})
+    store = await open_store(settings_for(path))
+    yield store
+    await store.aclose()
+
+
+async def test_every_session_of_a_0_1_0_file_reads_the_same_after_migration(
+    migrated: SessionStore, tmp_path: Path
+) -> None:
+    turns = await migrated.get_session("user-42")
+    assert len(turns) == 12
+    assert turns[0] == ChatTurn(role="user", content='message 0 héllo 👋 "q"\n', timestamp=1_732_540_000_000)
+    assert turns[11].role == "assistant"
+    assert await migrated.get_session("user-42", last=2) == turns[-2:]
+    assert await migrated.get_session("dup") == [
+        ChatTurn(role="user", content="ok", timestamp=5),
+        ChatTurn(role="assistant", content="ok", timestamp=5),
+    ]
+    assert await migrated.get_session("empty-ish") == [ChatTurn(role="user", content="", timestamp=0)]
+    assert (await migrated.get_session("Zm9v_YmFy-"))[0].content == '{"role":"user"} ,{ [ ] \\ \u2028 \x01'
+    assert await migrated.get_session("spaced") == [ChatTurn(role="user", content="café", timestamp=5)]
+    assert await migrated.get_session("empty") == []
+    assert await migrated.get_session("expired") == []
+    assert layout(tmp_path / "sessions.sqlite3") == (
+        2,
+        {"conversations", "turns", "unreadable_sessions"},
+    )
+
+
+async def test_a_migrated_session_keeps_its_rules(migrated: SessionStore, tmp_path: Path) -> None:
+    # Retries of turns 0.1.0 stored are still recognised; a spaced copy, as on Redis, is not.
+    first = await migrated.save_turn(
+        "user-42", NewTurn(role="user", content='message 0 héllo 👋 "q"\n', timestamp=1_732_540_000_000)
+    )
+    assert first.stored is False
+    assert (await migrated.save_turn("spaced", NewTurn(role="user", content="café", timestamp=5))).stored
+    assert (
+        await migrated.save_turn("empty", NewTurn(role="user", content="x", timestamp=1))
+    ).new_session is False
+    assert (await migrated.save_turn("expired", NewTurn(role="user", content="x", timestamp=1))).new_session
+
+
+async def test_an_unreadable_0_1_0_value_is_kept_byte_for_byte_and_reported(
+    migrated: SessionStore, tmp_path: Path
+) -> None:
+    value = b'[{"role":"user","content":"ok","timestamp":1},{"role":"robot"'
+    raw = SQLiteRaw(tmp_path / "sessions.sqlite3")
+    assert raw.get("session:broken") == value
+    with pytest.raises(CorruptSessionError, match="not valid JSON at character"):
+        await migrated.get_session("broken")
+    with pytest.raises(CorruptSessionError, match="left unchanged"):
+        await migrated.save_turn("broken", NewTurn(role="user", content="x"))
+    assert raw.get("session:broken") == value
+    assert await migrated.delete_session("broken") is True
+
+
+def write_legacy_file(path: Path, sessions: int, turns: int) -> dict[str, str]:
+    values = {}
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.executescript(LEGACY_SCHEMA)
+        connection.execute("BEGIN")
+        for s in range(sessions):
+            value = json.dumps(
+                [
+                    {
+                        "role": "user" if t % 2 else "assistant",
+                        "content": f"s{s} t{t} " + "x" * 80,
+                        "timestamp": t,
+                    }
+                    for t in range(turns)
+                ],
+                separators=(",", ":"),
+            )
+            values[f"session:s{s}"] = value
+            connection.execute("INSERT INTO sessions VALUES (?, ?, ?)", (f"session:s{s}", value, FAR_FUTURE))
+        connection.execute("COMMIT")
+    return values
+
+
+OPEN_AND_CLOSE = """
+import sys, anyio
+from pathlib import Path
+from memory import StoreSettings, open_store
+async def main():
+    settings = StoreSettings(upstash_redis_rest_url=None, upstash_redis_rest_token=None,
+                             redis_url=None, sqlite_path=Path(sys.argv[1]))
+    print("opening", flush=True)
+    store = await open_store(settings)
+    await store.aclose()
+anyio.run(main)
+"""
+
+
+def open_in_a_process(path: Path, kill_after: float | None) -> float:
+    """Open the store in a child process; kill it `kill_after` s into the open. The open's duration."""
+    with subprocess.Popen(
+        [sys.executable, "-c", OPEN_AND_CLOSE, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"opening\n"
+        started = time.monotonic()
+        if kill_after is not None:
+            time.sleep(kill_after)
+            child.send_signal(signal.SIGKILL)
+        child.wait(60)
+        return time.monotonic() - started
+
+
+async def test_a_migration_killed_half_way_leaves_the_file_whole_and_finishes_next_time(
+    tmp_path: Path,
+) -> None:
+    original = tmp_path / "legacy.sqlite3"
+    values = write_legacy_file(original, sessions=1500, turns=40)
+    timed = tmp_path / "timed.sqlite3"
+    shutil.copy(original, timed)
+    duration = open_in_a_process(timed, kill_after=None)
+    assert layout(timed)[0] == 2
+
+    interrupted = 0
+    for fraction in (0.1, 0.3, 0.6, 0.9):
+        path = tmp_path / f"killed-{fraction}.sqlite3"
+        shutil.copy(original, path)
+        open_in_a_process(path, kill_after=duration * fraction)
+        version, tables = layout(path)
+        if version == 0:
+            interrupted += 1
+            with contextlib.closing(sqlite3.connect(path)) as connection:
+                rows = dict(connection.execute("SELECT key, value FROM sessions").fetchall())
+            assert rows == values, "an interrupted migration changed the 0.1.0 data"
+        else:
+            assert version == 2
+            assert "sessions" not in tables
+        store = await open_store(settings_for(path))
+        try:
+            for key in ("session:s0", "session:s777", "session:s1499"):
+                expected = [ChatTurn.model_validate(turn) for turn in json.loads(values[key])]
+                assert await store.get_session(key.removeprefix("session:")) == expected
+        finally:
+            await store.aclose()
+        assert layout(path) == (2, {"conversations", "turns", "unreadable_sessions"})
+    assert interrupted >= 1, f"no kill landed inside the {duration:.2f} s migration"
