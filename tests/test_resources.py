@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from server.resources import (
 from server.settings import Settings
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
 from tests.support.gateway import UpstashGateway
-from tests.support.raw import RawAccess
+from tests.support.raw import RawAccess, RedisRaw
 
 pytestmark = pytest.mark.anyio
 
@@ -228,6 +229,7 @@ async def test_an_unknown_session_reads_as_empty(client: Client) -> None:
         ("session://has%20space", "whitespace or unprintable character (U+0020)"),
         ("session://", "the session id is empty"),
         ("session://zero%E2%80%8Bwidth/markdown", "(U+200B)"),
+        ("session://nul%00byte", "(U+0000)"),
         (f"session://{'x' * 129}", "129 characters long"),
     ],
 )
@@ -280,3 +282,32 @@ async def test_rejected_credentials_are_an_error_without_the_token(make_settings
     assert error.error.message.startswith("Store rejected the credentials")
     assert "not-the-token-9d8e" not in str(error.error)
     assert GATEWAY_TOKEN not in str(error.error)
+
+
+async def test_reading_the_resources_or_the_prompt_does_not_extend_the_session(
+    client: Client, raw: RawAccess, key_prefix: str
+) -> None:
+    await save_through_the_tool(client, "c", TURNS)
+    key = f"{key_prefix}session:c"
+    raw.set(key, raw.get(key) or b"", ttl_seconds=100)
+    await client.read_resource("session://c")
+    await client.read_resource("session://c/markdown")
+    await client.get_prompt("resume_conversation", {"session_id": "c"})
+    assert 0 < raw.ttl_ms(key) <= 100_000
+
+
+@pytest.mark.parametrize("backend", ["upstash"])
+async def test_a_resource_read_or_resume_on_upstash_is_one_request_and_one_billed_command(
+    client: Client, gateway: UpstashGateway, redis_raw: RedisRaw
+) -> None:
+    await save_through_the_tool(client, "c", TURNS)
+    reads: list[Callable[[], Awaitable[object]]] = [
+        functools.partial(client.read_resource, "session://c"),
+        functools.partial(client.read_resource, "session://c/markdown"),
+        functools.partial(client.get_prompt, "resume_conversation", {"session_id": "c", "last": "1"}),
+    ]
+    for read in reads:
+        gateway.records.clear()
+        redis_raw.reset_billing()
+        await read()
+        assert ([record.path for record in gateway.records], redis_raw.billed_commands()) == (["/"], 1)
