@@ -215,3 +215,14 @@ async def test_the_guide_prompt_is_one_user_message(client: Client) -> None:
     assert text == memory_guide(WEEK, "c-2")
     error = await prompt_error(client, "remember_conversation", {"session_id": "a b"})
     assert error.error.code == INVALID_PARAMS
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_an_argument_that_is_not_a_string_is_invalid_params(
+    store: SessionStore, settings: Settings
+) -> None:
+    server = build_server(store, settings)
+    with pytest.raises(MCPError) as caught:
+        await server.get_prompt("resume_conversation", {"session_id": "c", "last": 3})
+    assert caught.value.error.code == INVALID_PARAMS
+    assert caught.value.error.message == "Invalid argument: prompt arguments are strings; last is not"
