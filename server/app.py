@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from memory import SessionStore
+from server.prompts import register_prompts
+from server.resources import register_resources
 from server.settings import Settings
 from server.tools import register_tools
 
@@ -67,8 +69,13 @@ def build_server(store: SessionStore, settings: Settings, *, http_base_url: str 
         version=version(),
         token_verifier=StaticTokenVerifier(auth_token.get_secret_value()) if auth_token else None,
         auth=AuthSettings(issuer_url=http_base_url, resource_server_url=None) if auth_token else None,
+        # Nothing here ever changes a list or notifies about a resource, so no listen stream
+        # either: without it the 2026-07-28 protocol advertises no listChanged or subscribe.
+        subscriptions=False,
     )
     register_tools(server, store, settings.max_content_chars, settings.session_ttl_seconds)
+    register_resources(server, store)
+    register_prompts(server, store, settings.session_ttl_seconds)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Memory-layer errors as tool errors the calling model can read and act on."""
+"""Memory-layer errors as tool errors the calling model can read, or as protocol errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 
 from memory import (
     CorruptSessionError,
@@ -41,5 +43,25 @@ def as_tool_errors() -> Iterator[None]:
 
 def tool_error(error: SessionMemoryError) -> ToolError:
     """A ToolError whose message starts with a short heading, then the memory layer's detail."""
+    return ToolError(describe(error))
+
+
+@contextmanager
+def as_protocol_errors() -> Iterator[None]:
+    """Re-raise memory-layer errors as JSON-RPC errors, for resource reads and prompts."""
+    try:
+        yield
+    except SessionMemoryError as exc:
+        raise protocol_error(exc) from exc
+
+
+def protocol_error(error: SessionMemoryError) -> MCPError:
+    """Invalid params (-32602) for a bad request, internal error (-32603) for a store failure."""
+    code = INVALID_PARAMS if isinstance(error, InvalidRequestError) else INTERNAL_ERROR
+    return MCPError(code=code, message=describe(error))
+
+
+def describe(error: SessionMemoryError) -> str:
+    """A short heading, then the memory layer's detail (which never holds a secret)."""
     heading = next((text for kind, text in _HEADINGS if isinstance(error, kind)), "Store error")
-    return ToolError(f"{heading}: {error}")
+    return f"{heading}: {error}"

@@ -1,0 +1,164 @@
+"""Prompts: resume a stored conversation, and how to remember one with this server's tools."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.prompts.base import Message, Prompt, UserMessage
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
+from pydantic import Field
+
+from memory import ChatTurn, SessionStore, check_session_id
+from server.errors import as_protocol_errors
+from server.tools import _ttl_words as ttl_words
+
+RESUME_PROMPT = "resume_conversation"
+GUIDE_PROMPT = "remember_conversation"
+
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+# Prompt arguments travel as strings and host UIs show these descriptions next to the fields.
+SessionIdArgument = Annotated[
+    str,
+    Field(description="The stored conversation's session id (as returned by save_turn)."),
+]
+LastArgument = Annotated[
+    str | None,
+    Field(description="Only the newest N turns, a whole number of 1 or more. Leave empty for all."),
+]
+OptionalSessionIdArgument = Annotated[
+    str | None,
+    Field(description="The conversation's session id, if it has one already. Leave empty to start one."),
+]
+
+
+class StrictPrompt(Prompt):
+    """A prompt that answers a missing, unknown or non-string argument with invalid params (-32602).
+
+    The SDK would answer those with a bare "Internal server error" and log a traceback.
+    """
+
+    async def render(self, arguments: dict[str, Any] | None, context: Any) -> Any:
+        given = arguments or {}
+        names = [argument.name for argument in self.arguments or []]
+        missing = [a.name for a in self.arguments or [] if a.required and a.name not in given]
+        if missing:
+            raise invalid_argument(f"missing required argument {', '.join(missing)}")
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            accepted = ", ".join(names)
+            raise invalid_argument(f"unknown argument {', '.join(unknown)}; {self.name} takes {accepted}")
+        not_text = sorted(name for name, value in given.items() if not isinstance(value, str))
+        if not_text:
+            raise invalid_argument(f"prompt arguments are strings; {', '.join(not_text)} is not")
+        return await super().render(arguments, context)
+
+
+def invalid_argument(detail: str) -> MCPError:
+    return MCPError(code=INVALID_PARAMS, message=f"Invalid argument: {detail}")
+
+
+def parse_last(text: str | None) -> int | None:
+    """`last` from its string form: a whole number of 1 or more; empty or absent means all turns."""
+    if text is None or not text.strip():
+        return None
+    if not _WHOLE_NUMBER.fullmatch(text.strip()) or int(text) < 1:
+        raise invalid_argument(
+            f"last must be a whole number of 1 or more (got {text!r}); leave it empty for all turns"
+        )
+    return int(text)
+
+
+def optional_session_id(text: str | None) -> str | None:
+    """An optional session id argument: empty or absent means none; anything else must be valid."""
+    if text is None or not text.strip():
+        return None
+    with as_protocol_errors():
+        return check_session_id(text)
+
+
+def resume_messages(session_id: str, turns: Sequence[ChatTurn], ttl_seconds: int) -> list[Message]:
+    """Each stored turn as a prompt message with its own role, oldest first.
+
+    A prompt needs at least one message to be sent, so an empty session gives one user
+    message that says nothing is stored, rather than an error the user cannot act on.
+    """
+    if not turns:
+        return [
+            UserMessage(
+                f"I wanted to resume the conversation stored under session id {session_id!r}, but no "
+                "turns are stored under it: it was never saved, or it expired "
+                f"{ttl_words(ttl_seconds)} after its last save. Let's start afresh."
+            )
+        ]
+    return [Message(turn.content, role=turn.role) for turn in turns]
+
+
+def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
+    """Instructions for the model: how to remember a conversation with this server's tools."""
+    if session_id is None:
+        start = (
+            "- Your first save_turn without a session_id starts a new session and returns its "
+            "session_id. Keep that id and pass it as session_id to every later call for this "
+            "conversation. Tell the user the id if they may want to resume later."
+        )
+    else:
+        start = (
+            f"- This conversation's session id is {session_id!r}. First call get_session with it to "
+            "read what was said before, then pass it as session_id to every save_turn."
+        )
+    points = [
+        start,
+        "- Save every message as soon as it is written, the user's and yours, in order: save_turn "
+        "with role 'user' or 'assistant' and the content exactly as written.",
+        "- Pass timestamp (when the message was written, in milliseconds since the Unix epoch) with "
+        "every save. If a call fails or you are unsure it went through, repeat it with the same "
+        "role, content and timestamp: the repeat is recognised and stored once (stored: false). A "
+        "retry is recognised only when it repeats the same timestamp; calls without a timestamp are "
+        "never merged, so repeating one saves the message twice.",
+        "- To recall earlier turns, call get_session with the session id (last=N for only the "
+        "newest N). An unknown or expired session reads as empty.",
+        f"- A session expires {ttl_words(ttl_seconds)} after its last save; reading does not extend it.",
+        "- Call delete_session only when the user asks to forget the conversation: it cannot be undone.",
+    ]
+    return "Remember this conversation with the session-memory tools:\n" + "\n".join(points)
+
+
+def register_prompts(server: MCPServer, store: SessionStore, ttl_seconds: int) -> None:
+    """Add the two prompts to `server`, reading through `store`."""
+
+    async def resume_conversation(session_id: SessionIdArgument, last: LastArgument = None) -> list[Message]:
+        count = parse_last(last)
+        with as_protocol_errors():
+            turns = await store.get_session(session_id, count)
+        return resume_messages(session_id, turns, ttl_seconds)
+
+    async def remember_conversation(session_id: OptionalSessionIdArgument = None) -> str:
+        return memory_guide(ttl_seconds, optional_session_id(session_id))
+
+    server.add_prompt(
+        StrictPrompt.from_function(
+            resume_conversation,
+            name=RESUME_PROMPT,
+            title="Resume a stored conversation",
+            description=(
+                "Continue a conversation saved in session memory: its stored turns become the "
+                "conversation's messages, each with its own role, oldest first."
+            ),
+        )
+    )
+    server.add_prompt(
+        StrictPrompt.from_function(
+            remember_conversation,
+            name=GUIDE_PROMPT,
+            title="Remember this conversation",
+            description=(
+                "Tell the model how to save this conversation with the session-memory tools and read "
+                "it back later."
+            ),
+        )
+    )
