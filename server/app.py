@@ -24,9 +24,11 @@ SERVER_NAME = "session-memory"
 MCP_PATH = "/mcp"
 INSTRUCTIONS = (
     "Short-term chat memory. Each conversation is a session: a list of turns "
-    "{role, content, timestamp}. Save every new message with save_turn (the first call without a "
-    "session_id creates the session and returns its id; reuse that id), and read earlier turns "
-    "with get_session. Sessions expire after a period without saves."
+    "{role, content, timestamp}. Save every new message with save_turn, or an exchange (the "
+    "user's message and the reply) with save_turns (the first call without a session_id creates "
+    "the session and returns its id; reuse that id), and read earlier turns with get_session. "
+    "Pass timestamps: a retry is recognised only when it repeats the timestamp. Sessions expire "
+    "after a period without saves."
 )
 LOOPBACK_NAMES = ("localhost",)
 

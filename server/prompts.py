@@ -120,6 +120,8 @@ def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
         "role, content and timestamp: the repeat is recognised and stored once (stored: false). A "
         "retry is recognised only when it repeats the same timestamp; calls without a timestamp are "
         "never merged, so repeating one saves the message twice.",
+        "- To save an exchange (the user's message and your reply) in one call, use save_turns with "
+        "both turns, oldest first: they are stored together or not at all.",
         "- To recall earlier turns, call get_session with the session id (last=N for only the "
         "newest N). An unknown or expired session reads as empty.",
         f"- A session expires {ttl_words(ttl_seconds)} after its last save; reading does not extend it.",

@@ -1,4 +1,4 @@
-"""The MCP tools: save_turn, get_session and delete_session over one open store."""
+"""The MCP tools: save_turn, save_turns, get_session and delete_session over one open store."""
 
 # No `from __future__ import annotations`: the tools' parameter types close over
 # settings (limits), and the SDK evaluates annotations in the module's globals.
@@ -8,15 +8,17 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from memory import (
+    MAX_BATCH_TURNS,
     MAX_SAFE_INTEGER,
     MAX_SESSION_ID_CHARS,
     ChatTurn,
     NewTurn,
     Role,
     SessionStore,
+    TurnOutcome,
     new_session_id,
 )
 from server.errors import as_tool_errors
@@ -36,6 +38,21 @@ class SavedTurn(BaseModel):
     )
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+
+
+class SavedTurns(BaseModel):
+    session_id: str = Field(description="The session the turns were saved in. Pass it to every later call.")
+    new_session: bool = Field(description="True when this call created the session.")
+    turns: list[TurnOutcome] = Field(
+        description="One entry per turn given, in order: its timestamp as stored (repeat it when "
+        "retrying) and whether it was stored (false: an equal turn was already saved)."
+    )
+    expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
+    expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
 # The turn schema inlined rather than referenced through $defs: some hosts do not
@@ -62,7 +79,7 @@ def _ttl_words(seconds: int) -> str:
 
 
 def register_tools(server: MCPServer, store: SessionStore, max_content_chars: int, ttl_seconds: int) -> None:
-    """Add the three tools to `server`, with limits and expiry taken from the settings."""
+    """Add the tools to `server`, with limits and expiry taken from the settings."""
     session_id_rule = (
         f"An opaque string of 1 to {MAX_SESSION_ID_CHARS} characters with no whitespace, "
         "returned by save_turn when it starts a session, or chosen by the client application."
@@ -109,9 +126,49 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             stored=result.stored,
             timestamp=result.timestamp,
             expires_at=result.expires_at,
-            expires_at_iso=datetime.fromtimestamp(result.expires_at / 1000, timezone.utc).isoformat(
-                timespec="seconds"
+            expires_at_iso=_iso(result.expires_at),
+        )
+
+    class TurnToSave(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        role: Role = Field(description="Who wrote the content: 'user' or 'assistant'.")
+        content: str = Field(
+            description="The message text, exactly as written.", max_length=max_content_chars
+        )
+        timestamp: int | None = Field(
+            default=None,
+            description="When it was written, ms since the Unix epoch; pass it to make a retry safe.",
+            ge=0,
+            le=MAX_SAFE_INTEGER,
+        )
+
+    async def save_turns(
+        turns: Annotated[
+            list[TurnToSave],
+            Field(
+                description="The turns to append, oldest first (e.g. the user's message and the reply).",
+                min_length=1,
+                max_length=MAX_BATCH_TURNS,
             ),
+        ],
+        session_id: Annotated[
+            SessionId | None,
+            Field(
+                description="The conversation's session id. Omit it to start a new session. "
+                + session_id_rule
+            ),
+        ] = None,
+    ) -> SavedTurns:
+        with as_tool_errors():
+            new_turns = [NewTurn(role=t.role, content=t.content, timestamp=t.timestamp) for t in turns]
+            result = await store.save_turns(new_session_id() if session_id is None else session_id, new_turns)
+        return SavedTurns(
+            session_id=result.session_id,
+            new_session=result.new_session,
+            turns=result.turns,
+            expires_at=result.expires_at,
+            expires_at_iso=_iso(result.expires_at),
         )
 
     async def get_session(
@@ -142,6 +199,23 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
             "timestamp: saving the same role, content and timestamp again changes nothing, so to "
             "retry a failed call, pass the timestamp it returned or its error reported. Calls "
             "without a timestamp are never merged: two equal messages are two turns."
+        ),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        save_turns,
+        title="Save several conversation turns at once",
+        description=(
+            "Append several turns to a conversation's session at once, in order, atomically: all are "
+            "saved or none is. Omit session_id to start a new session. Use it for an exchange (the "
+            "user's message and your reply) instead of two save_turn calls: one "
+            f"call, one store round trip. At most {MAX_BATCH_TURNS} turns. Each turn follows "
+            "save_turn's rules: with a timestamp, a turn equal to a saved one (same role, content "
+            "and timestamp) is a retry and is not saved again; without one, the server's clock is "
+            "used and equal messages are never merged. The result gives each turn's timestamp: "
+            "repeat those when retrying."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False

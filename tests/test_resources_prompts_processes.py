@@ -67,10 +67,15 @@ def http_url(backend_settings: dict[str, str]) -> Iterator[str]:
 
 
 async def save_read_and_resume(client: Client) -> None:
-    """Save through the tool, then read it back as both resources and as the resume prompt."""
-    for timestamp, (role, content) in enumerate(CONVERSATION, start=1_764_093_067_000):
-        arguments = {"session_id": SESSION_ID, "role": role, "content": content, "timestamp": timestamp}
-        assert not (await client.call_tool("save_turn", arguments)).is_error
+    """Save an exchange in one call, then read it back as both resources and as the resume prompt."""
+    turns = [
+        {"role": role, "content": content, "timestamp": timestamp}
+        for timestamp, (role, content) in enumerate(CONVERSATION, start=1_764_093_067_000)
+    ]
+    saved = await client.call_tool("save_turns", {"session_id": SESSION_ID, "turns": turns})
+    assert not saved.is_error
+    assert saved.structured_content is not None
+    assert [turn["stored"] for turn in saved.structured_content["turns"]] == [True, True]
 
     (json_form,) = (await client.read_resource("session://user%3A42%2Fchat%231")).contents
     assert isinstance(json_form, TextResourceContents)

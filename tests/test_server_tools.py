@@ -224,9 +224,10 @@ async def test_rejected_credentials_are_a_tool_error_without_the_token(
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_tools_publish_titles_descriptions_and_true_annotations(client: Client) -> None:
     tools = await tools_by_name(client)
-    assert set(tools) == {"save_turn", "get_session", "delete_session"}
+    assert set(tools) == {"save_turn", "save_turns", "get_session", "delete_session"}
     expected_hints = {
         "save_turn": (False, False, False),
+        "save_turns": (False, False, False),
         "get_session": (True, False, True),
         "delete_session": (False, True, True),
     }
@@ -272,3 +273,80 @@ async def test_output_schemas_describe_the_results(client: Client) -> None:
     turn_schema = get_output["properties"]["turns"]["items"]
     assert turn_schema["properties"]["role"]["enum"] == ["user", "assistant"]
     assert "$ref" not in str(get_output)
+
+
+# -- save_turns ---------------------------------------------------------------------------
+
+EXCHANGE = [
+    {"role": "user", "content": "What's the capital of Peru?", "timestamp": 1_764_000_000_000},
+    {"role": "assistant", "content": "Lima.", "timestamp": 1_764_000_000_900},
+]
+
+
+async def test_an_exchange_is_saved_in_one_call_and_read_back_in_order(client: Client) -> None:
+    saved = structured(await client.call_tool("save_turns", {"turns": EXCHANGE}))
+    assert saved["new_session"] is True
+    assert saved["turns"] == [{"timestamp": t["timestamp"], "stored": True} for t in EXCHANGE]
+    read = structured(await client.call_tool("get_session", {"session_id": saved["session_id"]}))
+    assert read["turns"] == EXCHANGE
+
+
+async def test_a_retried_exchange_is_stored_once_and_says_so(client: Client) -> None:
+    first = structured(await client.call_tool("save_turns", {"session_id": "c", "turns": EXCHANGE}))
+    again = structured(await client.call_tool("save_turns", {"session_id": "c", "turns": EXCHANGE}))
+    assert [t["stored"] for t in first["turns"]] == [True, True]
+    assert [t["stored"] for t in again["turns"]] == [False, False]
+    assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turns"] == EXCHANGE
+
+
+async def test_turns_without_timestamps_get_the_servers_clock_and_are_never_merged(client: Client) -> None:
+    same = [{"role": "user", "content": "ok"}, {"role": "user", "content": "ok"}]
+    saved = structured(await client.call_tool("save_turns", {"session_id": "c", "turns": same}))
+    stamps = [t["timestamp"] for t in saved["turns"]]
+    assert len(set(stamps)) == 2
+    assert abs(stamps[0] - now_ms()) < 60_000
+    read = structured(await client.call_tool("get_session", {"session_id": "c"}))
+    assert [t["timestamp"] for t in read["turns"]] == stamps
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "upstash"])
+async def test_a_batch_past_the_session_limit_is_an_error_and_stores_nothing(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    settings = server_settings(make_settings, backend, max_session_bytes=1024)
+    store = await open_store(settings)
+    try:
+        async with Client(build_server(store, settings)) as client:
+            turns = [{"role": "user", "content": "x" * 400, "timestamp": i} for i in range(3)]
+            text = error_text(await client.call_tool("save_turns", {"session_id": "c", "turns": turns}))
+            assert text.startswith("Error executing tool save_turns: Session full:")
+            assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turns"] == []
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        ([], "at least 1 item"),
+        ([{"role": "user", "content": "x", "timestamp": i} for i in range(101)], "at most 100 items"),
+        ([{"role": "system", "content": "x"}], "'user' or 'assistant'"),
+        ([{"role": "user", "content": "x", "timestamp": True}], "valid integer"),
+        ([{"role": "user", "content": "x", "timestamp": "1"}], "valid integer"),
+        ([{"role": "user", "content": "x", "mood": "happy"}], "Extra inputs are not permitted"),
+        ([{"role": "user", "content": "x" * 1001}], "at most 1000 characters"),
+    ],
+)
+async def test_an_invalid_batch_is_refused_whole(client: Client, turns: list[Any], expected: str) -> None:
+    text = error_text(await client.call_tool("save_turns", {"session_id": "c", "turns": turns}))
+    assert expected in text
+    assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turns"] == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_batch_schema_caps_its_size(client: Client) -> None:
+    schema = (await tools_by_name(client))["save_turns"].input_schema
+    turns = schema["properties"]["turns"]
+    assert (turns["minItems"], turns["maxItems"]) == (1, 100)
+    assert schema["required"] == ["turns"]
