@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # no display: render straight to a file
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
+from bench.append_cost import ExchangeCost, IdentityRun, SQLiteCost, StoreTime, TailRead
 from bench.mcp_overhead import CallLatency, Throughput
 from bench.workloads import BASELINE_UPSTASH, OURS_SQLITE, OURS_UPSTASH, LostTurns, SaveCost
 
@@ -24,6 +25,11 @@ class Results:
     lost: list[LostTurns] = field(default_factory=list)
     latencies: list[CallLatency] = field(default_factory=list)
     throughput: list[Throughput] = field(default_factory=list)
+    store_times: list[StoreTime] = field(default_factory=list)
+    tail_reads: list[TailRead] = field(default_factory=list)
+    sqlite: list[SQLiteCost] = field(default_factory=list)
+    exchanges: list[ExchangeCost] = field(default_factory=list)
+    identity: list[IdentityRun] = field(default_factory=list)
 
 
 def machine() -> str:
@@ -74,6 +80,75 @@ def markdown(results: Results) -> str:
                 ]
                 for c in results.save_costs
             ],
+        ),
+        "",
+        "**Time inside Valkey per save** (median of its SLOWLOG; the floor is a bare Lua GET + "
+        "concatenate + SET of the same value; a list is RPUSH + EXPIRE, for reference)",
+        "",
+        _table(
+            ["turns stored", "ours µs", "floor µs", "ours / floor", "list µs"],
+            [
+                [
+                    f"{t.session_turns:,}",
+                    f"{t.ours_us:,.0f}",
+                    f"{t.floor_us:,.0f}",
+                    f"{t.ratio:.2f}",
+                    f"{t.list_us:,.0f}",
+                ]
+                for t in results.store_times
+            ],
+        ),
+        "",
+        "**get_session(last=20) on Upstash** (bytes are whole HTTP responses; a 20-turn session read "
+        "whole is the yardstick)",
+        "",
+        _table(
+            [
+                "turns stored",
+                "round trips",
+                "billed commands",
+                "bytes received",
+                "vs a 20-turn read",
+                "median ms",
+            ],
+            [
+                [
+                    f"{r.session_turns:,}",
+                    f"{r.round_trips:g}",
+                    f"{r.billed_commands:g}",
+                    f"{r.response_bytes:,.0f}",
+                    f"{r.response_bytes / r.whole_20_bytes:.2f}x",
+                    f"{r.median_ms:.2f}",
+                ]
+                for r in results.tail_reads
+            ],
+        ),
+        "",
+        "**SQLite as the session grows** (one row per turn)",
+        "",
+        _table(
+            ["turns stored", "save median ms", "last=20 median ms"],
+            [
+                [f"{c.session_turns:,}", f"{c.save_median_ms:.2f}", f"{c.last_20_median_ms:.2f}"]
+                for c in results.sqlite
+            ],
+        ),
+        "",
+        "**One exchange (user + assistant) on Upstash**",
+        "",
+        _table(
+            ["approach", "round trips", "billed commands", "median ms"],
+            [
+                [e.approach, f"{e.round_trips:g}", f"{e.billed_commands:g}", f"{e.median_ms:.2f}"]
+                for e in results.exchanges
+            ],
+        ),
+        "",
+        "**The identity rule under concurrency** (concurrent saves of the text `ok` to one session)",
+        "",
+        _table(
+            ["backend", "case", "saves", "turns kept"],
+            [[r.backend, r.case, str(r.saves), str(r.kept)] for r in results.identity],
         ),
         "",
         "**Lost turns under concurrency** (each writer saves 20 turns to the same session)",

@@ -185,17 +185,23 @@ local function append_point(s)
   -- The last turn starts at a '{' after ',' (or the opening bracket) and parses as a
   -- turn ending exactly at `last`. In valid JSON a '{' inside a string is never
   -- followed by a parse that ends there, so the window only has to hold that turn.
-  local window = 4096
+  -- Candidates are tried from the end, so the last turn is usually the first tried.
+  local window = 1024
   while true do
     local from = math.max(open + 1, last - window)
+    local starts, count = {}, 0
     local start = find(s, '{', from, true)
     while start and start < last do
+      count = count + 1
+      starts[count] = start
+      start = find(s, '{', start + 1, true)
+    end
+    for k = count, 1, -1 do
+      start = starts[k]
       local before = skip_space_back(s, start - 1)
-      local c = byte(s, before)
-      if (c == 44 or before == open) and end_of_turn(s, start) == last + 1 then
+      if (byte(s, before) == 44 or before == open) and end_of_turn(s, start) == last + 1 then
         return close, false
       end
-      start = find(s, '{', start + 1, true)
     end
     if from == open + 1 then return nil end
     window = window * 4
