@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from memory import ChatTurn, SessionStore, StoreAuthError, StoreUnavailableError, open_store
+from memory import ChatTurn, NewTurn, SessionStore, StoreAuthError, StoreUnavailableError, open_store
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
 from tests.support.gateway import Fault, UpstashGateway
 from tests.support.raw import RedisRaw
@@ -172,3 +172,34 @@ async def test_unreachable_store_is_not_confused_with_a_missing_session(
 async def test_location_is_the_endpoint_url(upstash: SessionStore, gateway: UpstashGateway) -> None:
     assert upstash.location == gateway.url
     assert upstash.backend == "upstash"
+
+
+async def test_an_unavailable_save_names_its_timestamp_and_a_retry_with_it_is_recognised(
+    make_settings: SettingsFactory, gateway: UpstashGateway
+) -> None:
+    store = await open_store(make_settings("upstash", store_timeout_seconds=0.5, store_retries=0))
+    try:
+        await store.save_turn("warm-up", turn("script"))
+        gateway.inject(Fault.EXECUTE_LATE, seconds=1.0)
+        with pytest.raises(StoreUnavailableError, match=r"retry with timestamp (\d+)") as caught:
+            await store.save_turn("s1", NewTurn(role="user", content="stamped by the server"))
+        (stamp,) = caught.value.timestamps
+        assert f"retry with timestamp {stamp}" in str(caught.value)
+        gateway.wait_idle()  # the first attempt has now reached the store after all
+        retried = await store.save_turn(
+            "s1", NewTurn(role="user", content="stamped by the server", timestamp=stamp)
+        )
+        assert retried.stored is False
+        assert await store.get_session("s1") == [turn("stamped by the server", stamp)]
+    finally:
+        await store.aclose()
+
+
+async def test_a_server_stamped_save_whose_answer_was_lost_is_stored_once_and_says_stored(
+    upstash: SessionStore, gateway: UpstashGateway
+) -> None:
+    gateway.inject(Fault.DROP_AFTER_EXECUTE)
+    result = await upstash.save_turn("s1", NewTurn(role="user", content="first attempt ran"))
+    assert result.stored is True
+    assert result.new_session is True  # its first attempt created the session
+    assert await upstash.get_session("s1") == [turn("first attempt ran", result.timestamp)]
