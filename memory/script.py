@@ -45,6 +45,11 @@ class PlannedTurn:
     timestamp: int
     mode: TurnMode
 
+    @property
+    def text(self) -> str:
+        """The turn as stored: JSON.stringify's layout."""
+        return f"{self.prefix}{self.timestamp}}}"
+
 
 @dataclass(frozen=True)
 class AppendReply:

@@ -101,7 +101,7 @@ class ScriptedStore(ABC):
     async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
         planned = self._limits.plan(turns)
-        self._learn_turn_bytes(sum(len(turn.prefix.encode()) + 15 for turn in planned), len(planned))
+        self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in planned), len(planned))
         first = append_arguments(planned, self._limits.ttl_seconds, self._limits.max_session_bytes)
         # A retry may follow an attempt that ran: every turn is then looked for as it was
         # sent, so that the earlier attempt's write is found rather than stored again.
@@ -165,10 +165,7 @@ class ScriptedStore(ABC):
             window, whole = await self._call(functools.partial(self._tail, key, size))
             if whole and not window:
                 return []  # no such key, as GET would say
-            # A missing key reads as an empty session, as with GET.
-            turns = (
-                decode_session(window, session_id) if whole and window else decode_tail(window, session_id)
-            )
+            turns = decode_session(window, session_id) if whole else decode_tail(window, session_id)
             if turns is None:
                 return None
             if turns:

@@ -162,8 +162,9 @@ class SQLiteStore:
         for turn in planned:
             stamp, state = _place(connection, key, turn, added)
             if state == 1:
-                size += len(f"{turn.prefix}{stamp}}}".encode()) + (1 if count + len(added) else 0)
-                added.append(dataclasses.replace(turn, timestamp=stamp))
+                placed = dataclasses.replace(turn, timestamp=stamp)
+                size += len(placed.text.encode()) + (1 if count + len(added) else 0)
+                added.append(placed)
             outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
         if size > self._limits.max_session_bytes:
             raise _SessionFull
