@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, S
 from memory.models import ChatTurn, SaveResult
 from memory.rules import Limits, check_last, newest, save_result
 from memory.script import append_arguments, append_turn_script, parse_append_reply
+from memory.store import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,11 @@ class ScriptedStore(ABC):
 
     @abstractmethod
     async def aclose(self) -> None: ...
+
+    def namespaced(self, namespace: str) -> SessionStore:
+        view = copy.copy(self)  # shares the client, so closing either closes both
+        view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
+        return view
 
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)

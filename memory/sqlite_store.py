@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import sqlite3
 from collections.abc import Callable
@@ -106,6 +108,12 @@ class SQLiteStore:
 
     async def aclose(self) -> None:
         await self._run(self._connection.close)
+
+    def namespaced(self, namespace: str) -> SQLiteStore:
+        # Shares the connection and its one-thread limiter, so views never write concurrently.
+        view = copy.copy(self)
+        view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
+        return view
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         try:
