@@ -54,7 +54,8 @@ def _create_private_file(path: Path) -> None:
 
 def warn_if_open_to_others(path: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o007:
+    # A sticky directory (/tmp) is shared by design; the files in it are what matter.
+    if mode & 0o007 and not mode & stat.S_ISVTX:
         wanted = PRIVATE_DIRECTORY_MODE if path.is_dir() else PRIVATE_FILE_MODE
         logger.warning(
             "%s can be read by other users (mode %o); the chat history is private: chmod %o %s",

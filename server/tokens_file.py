@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -97,6 +96,8 @@ class TokensFile:
         self._next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
         if not self._snapshot.clients:
             logger.warning("MCP_TOKENS_FILE %s names no client: every token is refused", path)
+        if path.stat().st_mode & 0o004:
+            logger.warning("MCP_TOKENS_FILE %s can be read by other users: chmod 600 %s", path, path)
 
     @property
     def client_count(self) -> int:
@@ -142,8 +143,3 @@ class TokensFile:
         self._snapshot = snapshot
         self._seen_signature = snapshot.signature
         logger.info("MCP_TOKENS_FILE reloaded: %d token(s)", len(snapshot.clients))
-
-
-def private_enough(path: Path) -> bool:
-    """False when other users may read the file."""
-    return not os.stat(path).st_mode & 0o004

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from memory import ChatTurn, SessionStore
+from server.app import build_server
 from server.isolation import client_namespace
+from server.settings import Settings
 from tests.support.raw import RawAccess
 
 pytestmark = pytest.mark.anyio
@@ -58,3 +62,16 @@ def test_client_names_are_percent_encoded_into_the_key(name: str, namespace: str
 def test_no_two_names_share_a_namespace() -> None:
     names = ["a", "a:", "a%3A", "a:session:x", "a%3Asession%3Ax", "A", "a b", "a+b"]
     assert len({client_namespace(name) for name in names}) == len(names)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_per_client_mode_refuses_a_request_without_a_client_identity(store: SessionStore) -> None:
+    settings = Settings(
+        upstash_redis_rest_url=None,
+        upstash_redis_rest_token=None,
+        redis_url=None,
+        session_isolation="per-client",
+    )
+    async with Client(build_server(store, settings)) as client:
+        with pytest.raises(MCPError, match="per-client isolation needs an authenticated client"):
+            await client.call_tool("get_session", {"session_id": "s"})

@@ -67,6 +67,7 @@ def test_a_broken_or_missing_file_keeps_the_clients_and_warns_once(
 ) -> None:
     path = tmp_path / "tokens"
     path.write_text(f"alice:{A}\n")
+    path.chmod(0o600)
     tokens = TokensFile(path)
     with caplog.at_level(logging.WARNING, logger="server.tokens_file"):
         path.write_text(f"alice:{A}\nbob:short\n")
@@ -92,3 +93,14 @@ def test_an_empty_file_refuses_everyone_with_a_warning(
         tokens = TokensFile(path)
     assert tokens.client_count == 0
     assert "names no client: every token is refused" in caplog.text
+
+
+def test_a_tokens_file_others_can_read_gets_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"alice:{A}\n")
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="server.tokens_file"):
+        TokensFile(path)
+    assert "can be read by other users: chmod 600" in caplog.text
