@@ -146,6 +146,13 @@ async def _serve_with(
     if args.transport == "stdio":
         await build_server(store, settings).run_stdio_async()
         return
+    if settings.jwt_mode and settings.mcp_public_url is None and not is_loopback(args.host):
+        logger.warning(
+            "MCP_PUBLIC_URL is not set: the protected-resource metadata names %s%s, "
+            "which clients behind a proxy or DNS name cannot use",
+            http_base_url(args.host, args.port),
+            MCP_PATH,
+        )
     if args.host in WILDCARD_HOSTS and not settings.mcp_allowed_hosts:
         logger.warning(
             "listening on all interfaces, but only loopback Host headers are accepted: "

@@ -181,6 +181,9 @@ def test_denied_requests_are_logged_with_address_and_reason_never_the_token(
     log = per_client_server.log()
     assert "denied POST /mcp from 127.0.0.1:" in log
     assert "(client unknown): unknown or revoked token" in log
+    # Behind a reverse proxy on loopback, the log names the proxy's client.
+    assert post_list_tools(url, guessed, **{"X-Forwarded-For": "203.0.113.9"}).status_code == 401
+    per_client_server.wait_for_log("denied POST /mcp from 203.0.113.9:")
     assert guessed not in log
     assert ALICE not in log
     assert BOB not in log
@@ -332,3 +335,26 @@ async def test_jwt_subjects_get_their_own_sessions_whatever_their_characters(
         assert await contents(first, "shared-id") == ["first"]
     database = Path(jwt_server.log_path.parent / "s.sqlite3")
     assert "client:auth0%7Cuser%3A42%2Fsession%3Ax:session:shared-id" in stored_keys(database)
+
+
+def test_a_jwt_without_a_required_scope_gets_403(tmp_path: Path, idp_key: SigningKey) -> None:
+    with JwksServer(idp_key) as jwks:
+        settings = {
+            "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
+            "MCP_JWT_JWKS_URL": jwks.url,
+            "MCP_JWT_ISSUER": ISSUER,
+            "MCP_JWT_AUDIENCE": AUDIENCE,
+            "MCP_JWT_REQUIRED_SCOPES": "memory",
+        }
+        with logged_http_server(settings, tmp_path / "server.log") as server:
+            assert (
+                post_list_tools(server.base_url, idp_key.token("reader", scope="profile")).status_code == 403
+            )
+            server.wait_for_log("(client 'reader'): insufficient scope")
+            assert (
+                post_list_tools(server.base_url, idp_key.token("writer", scope="profile memory")).status_code
+                == 200
+            )
+            metadata = httpx.get(f"{server.base_url}/.well-known/oauth-protected-resource/mcp").json()
+            assert metadata["scopes_supported"] == ["memory"]
+            assert metadata["resource"] == f"{server.base_url}/mcp"
