@@ -29,6 +29,12 @@ def test_env_example_lists_every_setting_once() -> None:
     assert sorted(listed) == sorted(name.upper() for name in Settings.model_fields)
 
 
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ENV_EXAMPLE.parent / "README.md").read_text()
+    listed = re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE)
+    assert sorted(set(listed)) == sorted(name.upper() for name in Settings.model_fields)
+
+
 def test_env_example_starts_with_the_design_notes_variables() -> None:
     listed = re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
     assert listed[:2] == ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"]
