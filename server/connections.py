@@ -1,7 +1,8 @@
-"""HTTP connections that cannot pile up: a deadline for each request's headers, a cap on their number.
+"""HTTP connections that cannot pile up: a deadline for each request to arrive, a cap on their number.
 
-uvicorn's h11 protocol waits forever for the first request on a connection. Idle or slow
-clients could then hold every file descriptor, and the server would stop accepting anyone.
+uvicorn's h11 protocol waits forever for the first request on a connection, and for a body
+that trickles in. Idle or slow clients could then hold every file descriptor, and the server
+would stop accepting anyone.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import asyncio
 import resource
 from typing import Any, ClassVar
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-HEADER_TIMEOUT_SECONDS = 10.0
+# From the connection's opening (or the previous response) to the request's last byte.
+REQUEST_TIMEOUT_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 5
 MAX_HEADER_BYTES = 16 * 1024
 # Descriptors kept for everything else: the listening socket, the store, logs, worker threads.
@@ -29,9 +32,9 @@ def connection_cap() -> int:
 
 
 class GuardedH11Protocol(H11Protocol):
-    """h11 with a header deadline and, at the connection cap, the longest-waiting idle connection closed."""
+    """h11 with a request deadline and, at the connection cap, the longest-waiting connection closed."""
 
-    header_timeout: ClassVar[float] = HEADER_TIMEOUT_SECONDS
+    request_timeout: ClassVar[float] = REQUEST_TIMEOUT_SECONDS
     max_connections: ClassVar[int] = 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,13 +63,13 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
 
     def is_waiting(self) -> bool:
-        """True while no request is being served: before the first, or between two."""
-        return self.cycle is None or self.cycle.response_complete
+        """True until the whole request has arrived: before its first byte, or during headers or body."""
+        return self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
 
     def _await_request(self) -> None:
         self._cancel_deadline()
         self._waiting_since = self.loop.time()
-        self._deadline = self.loop.call_later(self.header_timeout, self._close_if_waiting)
+        self._deadline = self.loop.call_later(self.request_timeout, self._close_if_waiting)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -91,11 +94,11 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def guarded_protocol(
-    max_connections: int, header_timeout: float = HEADER_TIMEOUT_SECONDS
+    max_connections: int, request_timeout: float = REQUEST_TIMEOUT_SECONDS
 ) -> type[H11Protocol]:
     """The protocol class for uvicorn's `http` option, with these limits."""
     return type(
         "GuardedH11Protocol",
         (GuardedH11Protocol,),
-        {"max_connections": max_connections, "header_timeout": header_timeout},
+        {"max_connections": max_connections, "request_timeout": request_timeout},
     )

@@ -79,15 +79,61 @@ def test_a_flood_of_half_open_connections_does_not_lock_a_good_client_out(tmp_pa
     assert len(log_lines) < 100, "\n".join(log_lines[:120])
 
 
-def test_a_connection_that_sends_no_request_is_closed_after_the_header_deadline(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"jsonrpc":',
+    ],
+    ids=["nothing", "half-the-headers", "half-the-body"],
+)
+def test_a_request_that_never_completes_is_closed_after_the_deadline(tmp_path: Path, sent: bytes) -> None:
     with logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server:
         port = int(server.base_url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as idle:
-            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
+            slow.sendall(sent)
             started = time.monotonic()
-            assert idle.recv(1024) == b"", "the server answered a request it never completed"
+            assert slow.recv(1024) == b"", "the server answered a request it never received in full"
             waited = time.monotonic() - started
         assert 8 < waited < 15, f"closed after {waited:.1f} s; the deadline is 10 s"
+        assert post_list_tools(server.base_url, None).status_code == 200
+    assert "Traceback" not in server.log()
+
+
+def read_response(connection: socket.socket) -> bytes:
+    """One whole HTTP response (head and Content-Length body) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(4096)
+        assert chunk, "the connection closed before a response"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[
+            1
+        ]
+    )
+    while len(body) < length:
+        body += connection.recv(4096)
+    return head
+
+
+def test_a_kept_alive_connection_in_use_outlives_the_deadline(tmp_path: Path) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with (
+        logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server,
+        socket.create_connection(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])), timeout=5) as kept,
+    ):
+        opened = time.monotonic()
+        for _ in range(4):  # 12 s on one connection: past the 10 s deadline, each gap inside it
+            kept.sendall(request)
+            assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+            time.sleep(3)
+        kept.sendall(request)
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        assert time.monotonic() - opened > 12
 
 
 def test_repeated_messages_are_logged_once_per_interval_with_a_count(
