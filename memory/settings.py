@@ -59,8 +59,8 @@ class StoreSettings(BaseSettings):
         if not _well_formed_redis_url(url.get_secret_value()):
             # Never quote the URL or a part of it: the part would be the password's.
             raise ValueError(
-                "is not a well-formed URL; percent-encode the characters / # ? @ : in the user name "
-                "and password (for example / as %2F)"
+                "is not a well-formed URL; percent-encode any / # ? @ in the user name and "
+                "password (for example / as %2F)"
             )
         return url
 
@@ -79,7 +79,7 @@ def _well_formed_redis_url(url: str) -> bool:
     if parts.fragment or "@" in parts.query:
         return False
     if parts.scheme == "unix":
-        return bool(parts.path) and not parts.netloc
+        return bool(parts.path) and "@" not in parts.path
     try:
         parts.port  # noqa: B018 - raises ValueError when the password ran into the port
     except ValueError:

@@ -116,6 +116,7 @@ def test_a_short_auth_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         "redis://:hun?ter2@redis-host.test:6379/0",
         "rediss://user:hun/ter2@redis-host.test/0",
         "redis://:hunter2@redis-host.test:zzport",
+        "unix://:hun/ter2@/run/redis.sock",
     ],
 )
 def test_a_malformed_redis_url_is_named_without_any_part_of_it(
@@ -137,6 +138,7 @@ def test_a_malformed_redis_url_is_named_without_any_part_of_it(
         "rediss://user:p%23w%3F@redis.example.com",
         "redis://localhost",
         "unix:///run/redis.sock?db=1",
+        "unix://:secret@/run/redis.sock",
     ],
 )
 def test_well_formed_redis_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
