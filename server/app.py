@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from memory import SessionStore
-from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, StaticTokenVerifier
+from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, NamedTokenVerifier
 from server.http_edges import HostNames, HttpEdges, Origins
 from server.isolation import store_lookup
 from server.jwks import JwksCache
@@ -77,7 +77,7 @@ def http_auth(settings: Settings, base_url: str) -> HttpAuth | None:
     if static is None and tokens_file is None:
         return None
     return HttpAuth(
-        verifier=StaticTokenVerifier(static, tokens_file),
+        verifier=NamedTokenVerifier(static, tokens_file),
         settings=AuthSettings(issuer_url=base_url, resource_server_url=None),
         tokens_file=tokens_file,
     )

@@ -44,8 +44,8 @@ def deny(reason: str, client: str | None = None) -> None:
         denial.reason, denial.client = reason, client
 
 
-class StaticTokenVerifier:
-    """Accepts MCP_AUTH_TOKEN and the tokens of MCP_TOKENS_FILE, each compared in constant time."""
+class NamedTokenVerifier:
+    """Accepts MCP_AUTH_TOKEN (compared in constant time) and MCP_TOKENS_FILE's tokens (by SHA-256 digest)."""
 
     def __init__(self, static_token: str | None, tokens_file: TokensFile | None) -> None:
         self._static = static_token.encode() if static_token is not None else None
