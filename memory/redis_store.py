@@ -10,6 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memory.errors import (
+    ConfigurationError,
     CorruptSessionError,
     SessionMemoryError,
     StoreAuthError,
@@ -40,12 +41,16 @@ class RedisStore(ScriptedStore):
         super().__init__(limits, timeout_seconds, retries)
         self._location = safe_location(url)
         # Retries are ours, shared with the Upstash backend and bounded by the timeout.
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-        )
+        try:
+            self._client = aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout_seconds,
+                socket_connect_timeout=timeout_seconds,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except (ValueError, TypeError):
+            # redis-py's message may quote the URL's parts, the password among them.
+            raise ConfigurationError("REDIS_URL could not be used: check its query options") from None
 
     @property
     def location(self) -> str:

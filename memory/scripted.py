@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -24,6 +25,7 @@ from memory.rules import (
     unavailable_during_save,
 )
 from memory.script import LuaScript, append_arguments, append_script, parse_append_reply
+from memory.store import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ class ScriptedStore(ABC):
     @property
     def script(self) -> LuaScript:
         return append_script(self.key_locking)
+
+    def namespaced(self, namespace: str) -> SessionStore:
+        view = copy.copy(self)  # shares the client, so closing either closes both
+        view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
+        return view
 
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)

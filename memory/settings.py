@@ -53,8 +53,15 @@ class StoreSettings(BaseSettings):
     def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
         if url is None:
             return None
-        if urlsplit(url.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+        parts = urlsplit(url.get_secret_value())
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        if not _well_formed_redis_url(url.get_secret_value()):
+            # Never quote the URL or a part of it: the part would be the password's.
+            raise ValueError(
+                "is not a well-formed URL; percent-encode any / # ? @ in the user name and "
+                "password (for example / as %2F)"
+            )
         return url
 
     @model_validator(mode="after")
@@ -64,6 +71,21 @@ class StoreSettings(BaseSettings):
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
         return self
+
+
+def _well_formed_redis_url(url: str) -> bool:
+    """False for a URL that an unencoded character in its password split in the wrong place."""
+    parts = urlsplit(url)
+    if parts.fragment or "@" in parts.query:
+        return False
+    if parts.scheme == "unix":
+        return bool(parts.path) and "@" not in parts.path
+    try:
+        parts.port  # noqa: B018 - raises ValueError when the password ran into the port
+    except ValueError:
+        return False
+    database = parts.path.removeprefix("/")
+    return bool(parts.hostname) and (database == "" or database.isdigit())
 
 
 def describe_validation_error(error: ValidationError) -> str:

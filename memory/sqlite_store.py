@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import sqlite3
@@ -15,6 +16,7 @@ import anyio.to_thread
 from memory.codec import decode_session
 from memory.errors import SessionMemoryError, StoreError, StoreUnavailableError
 from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
+from memory.private_files import prepare_private_database
 from memory.rules import (
     Limits,
     check_last,
@@ -100,6 +102,12 @@ class SQLiteStore:
 
     async def aclose(self) -> None:
         await self._run(self._connection.close)
+
+    def namespaced(self, namespace: str) -> SQLiteStore:
+        # Shares the connection and its one-thread limiter, so views never write concurrently.
+        view = copy.copy(self)
+        view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
+        return view
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         try:
@@ -260,13 +268,7 @@ def _forget_if_expired(connection: sqlite3.Connection, key: str, now: int) -> No
 
 
 def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the directory of the session database at {path} ({exc.strerror}); "
-            "set SQLITE_PATH to a writable location"
-        ) from exc
+    prepare_private_database(path)
     connection: sqlite3.Connection | None = None
     try:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
@@ -283,18 +285,15 @@ def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> SessionMemoryError:
+    # No path in these messages: they reach clients. The startup log names the file.
     reason = str(exc) or type(exc).__name__
     if "locked" in reason or "busy" in reason:
-        return StoreUnavailableError(
-            f"the session database at {path} is locked by another process; try again later"
-        )
+        return StoreUnavailableError("the session database is locked by another process; try again later")
     if "readonly" in reason or "read-only" in reason:
         return StoreError(
-            f"the session database at {path} is read-only; check the permissions of the file "
-            "and its directory (SQLite also writes -wal and -shm files beside it)"
+            "the session database is read-only; check the permissions of the file and its "
+            "directory (SQLite also writes -wal and -shm files beside it)"
         )
     if "unable to open" in reason:
-        return StoreError(
-            f"cannot open the session database at {path} ({reason}); set SQLITE_PATH to a writable file"
-        )
-    return StoreError(f"the session database at {path} failed: {reason}")
+        return StoreError(f"cannot open the session database ({reason}); set SQLITE_PATH to a writable file")
+    return StoreError(f"the session database failed: {reason}")

@@ -45,3 +45,7 @@ class SessionStore(Protocol):
     async def aclose(self) -> None:
         """Release connections and files."""
         ...
+
+    def namespaced(self, namespace: str) -> SessionStore:
+        """A view of this open store (same connection) whose keys carry `namespace` after the prefix."""
+        ...

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+from dataclasses import dataclass
 from importlib import metadata
 
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from memory import SessionStore
+from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, NamedTokenVerifier
+from server.http_edges import HostNames, HttpEdges, Origins
+from server.isolation import store_lookup
+from server.jwks import JwksCache
 from server.prompts import register_prompts
 from server.resources import register_resources
 from server.settings import Settings
+from server.tokens_file import TokensFile
 from server.tools import register_tools
 
 SERVER_NAME = "session-memory"
@@ -30,7 +34,6 @@ INSTRUCTIONS = (
     "Pass timestamps: a retry is recognised only when it repeats the timestamp. Sessions expire "
     "after a period without saves."
 )
-LOOPBACK_NAMES = ("localhost",)
 
 
 def version() -> str:
@@ -40,44 +43,67 @@ def version() -> str:
         return "0+unknown"
 
 
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+@dataclass(frozen=True)
+class HttpAuth:
+    """How /mcp authenticates: the verifier, the SDK's settings, and what may be reloaded."""
+
+    verifier: TokenVerifier
+    settings: AuthSettings
+    tokens_file: TokensFile | None = None
+    jwks: JwksCache | None = None
 
 
-class StaticTokenVerifier:
-    """Accepts exactly one bearer token, compared in constant time."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        if hmac.compare_digest(token.encode(), self._token):
-            return AccessToken(token=token, client_id="bearer-token", scopes=[])
+def http_auth(settings: Settings, base_url: str) -> HttpAuth | None:
+    """The configured auth mode, or None when none is (loopback only); raises TokensFileError."""
+    jwt = settings.jwt_settings()
+    if jwt is not None:
+        jwks_url, issuer, audience = jwt
+        jwks = JwksCache(jwks_url)
+        resource_url = settings.mcp_public_url or base_url + MCP_PATH
+        return HttpAuth(
+            verifier=JwtVerifier(jwks, issuer, audience),
+            # The SDK publishes these as RFC 9728 protected-resource metadata, so clients find
+            # the authorization server; the verifier checks the audience itself.
+            settings=AuthSettings(
+                issuer_url=issuer,
+                resource_server_url=resource_url,
+                required_scopes=settings.mcp_jwt_required_scopes or None,
+                validate_token_resource=False,
+            ),
+            jwks=jwks,
+        )
+    static = settings.mcp_auth_token.get_secret_value() if settings.mcp_auth_token else None
+    tokens_file = (
+        TokensFile(settings.mcp_tokens_file, reserved_names=frozenset({STATIC_TOKEN_CLIENT}))
+        if settings.mcp_tokens_file is not None
+        else None
+    )
+    if static is None and tokens_file is None:
         return None
+    return HttpAuth(
+        verifier=NamedTokenVerifier(static, tokens_file),
+        settings=AuthSettings(issuer_url=base_url, resource_server_url=None),
+        tokens_file=tokens_file,
+    )
 
 
-def build_server(store: SessionStore, settings: Settings, *, http_base_url: str | None = None) -> MCPServer:
-    """The MCP server over an open store; with `http_base_url`, bearer auth when a token is set."""
-    auth_token = settings.mcp_auth_token if http_base_url is not None else None
+def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | None = None) -> MCPServer:
+    """The MCP server over an open store; with `auth`, /mcp needs a bearer token."""
     server = MCPServer(
         SERVER_NAME,
         title="Session memory",
         instructions=INSTRUCTIONS,
         version=version(),
-        token_verifier=StaticTokenVerifier(auth_token.get_secret_value()) if auth_token else None,
-        auth=AuthSettings(issuer_url=http_base_url, resource_server_url=None) if auth_token else None,
+        token_verifier=auth.verifier if auth else None,
+        auth=auth.settings if auth else None,
         # Nothing here ever changes a list or notifies about a resource, so no listen stream
         # either: without it the 2026-07-28 protocol advertises no listChanged or subscribe.
         subscriptions=False,
     )
-    register_tools(server, store, settings.max_content_chars, settings.session_ttl_seconds)
-    register_resources(server, store)
-    register_prompts(server, store, settings.session_ttl_seconds)
+    stores = store_lookup(store, settings.session_isolation)
+    register_tools(server, stores, settings.max_content_chars, settings.session_ttl_seconds)
+    register_resources(server, stores)
+    register_prompts(server, stores, settings.session_ttl_seconds)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:
@@ -87,30 +113,22 @@ def build_server(store: SessionStore, settings: Settings, *, http_base_url: str 
     return server
 
 
-def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
-    """DNS-rebinding protection: loopback names, the bound host, and the configured extras."""
-    if "*" in settings.mcp_allowed_hosts:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if not is_loopback(host) and host not in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard is no Host name
-        hosts.append(f"{host}:*")
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts + settings.mcp_allowed_hosts,
-        allowed_origins=origins + settings.mcp_allowed_origins,
-    )
-
-
-def build_http_app(server: MCPServer, settings: Settings, host: str) -> Starlette:
+def build_http_app(server: MCPServer, settings: Settings, host: str) -> ASGIApp:
     """Stateless streamable HTTP at /mcp: any replica can answer any request."""
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
         json_response=True,
-        transport_security=transport_security(settings, host),
+        # Host and Origin are checked by HttpEdges (case, trailing dot, any loopback address);
+        # the SDK still checks the Content-Type of POSTs.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=host,
     )
+    # No redirect from /mcp/ to /mcp: it would be sent before authentication, built from Host.
+    app.router.redirect_slashes = False
+    hosts = HostNames(host, settings.mcp_allowed_hosts)
+    origins = Origins(settings.mcp_allowed_origins, check_disabled=hosts.check_disabled)
+    return HttpEdges(DenialLog(app), hosts, origins, MCP_PATH)
 
 
 def http_base_url(host: str, port: int) -> str:

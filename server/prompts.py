@@ -12,8 +12,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
-from memory import ChatTurn, SessionStore, check_session_id
+from memory import ChatTurn, check_session_id
 from server.errors import as_protocol_errors
+from server.isolation import StoreLookup
 from server.tools import _ttl_words as ttl_words
 
 RESUME_PROMPT = "resume_conversation"
@@ -130,13 +131,13 @@ def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
     return "Remember this conversation with the session-memory tools:\n" + "\n".join(points)
 
 
-def register_prompts(server: MCPServer, store: SessionStore, ttl_seconds: int) -> None:
-    """Add the two prompts to `server`, reading through `store`."""
+def register_prompts(server: MCPServer, stores: StoreLookup, ttl_seconds: int) -> None:
+    """Add the two prompts to `server`; each read uses the store `stores()` gives."""
 
     async def resume_conversation(session_id: SessionIdArgument, last: LastArgument = None) -> list[Message]:
         count = parse_last(last)
         with as_protocol_errors():
-            turns = await store.get_session(session_id, count)
+            turns = await stores().get_session(session_id, count)
         return resume_messages(session_id, turns, ttl_seconds)
 
     async def remember_conversation(session_id: OptionalSessionIdArgument = None) -> str:

@@ -11,6 +11,7 @@ from mcp.shared.uri_template import UriTemplate
 
 from memory import ChatTurn, SessionStore
 from server.errors import as_protocol_errors
+from server.isolation import StoreLookup
 from server.tools import SessionTurns
 
 JSON_TEMPLATE = "session://{session_id}"
@@ -83,14 +84,14 @@ def inline_code(text: str) -> str:
     return f"{fence}{padding}{text}{padding}{fence}"
 
 
-def register_resources(server: MCPServer, store: SessionStore) -> None:
-    """Add the two resource templates to `server`, reading through `store`."""
+def register_resources(server: MCPServer, stores: StoreLookup) -> None:
+    """Add the two resource templates to `server`; each read uses the store `stores()` gives."""
 
     async def session(session_id: str) -> str:
-        return session_json(session_id, await read_turns(store, session_id))
+        return session_json(session_id, await read_turns(stores(), session_id))
 
     async def session_transcript(session_id: str) -> str:
-        return session_markdown(session_id, await read_turns(store, session_id))
+        return session_markdown(session_id, await read_turns(stores(), session_id))
 
     server.resource(
         JSON_TEMPLATE,

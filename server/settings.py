@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from memory import StoreSettings
+from memory import ConfigurationError, StoreSettings
 
 MIN_TOKEN_CHARS = 16
+Isolation = Literal["shared", "per-client"]
 
 
 class Settings(StoreSettings):
     """Read from the environment and `.env`; see `.env.example` for each one."""
 
     mcp_auth_token: SecretStr | None = None
+    mcp_tokens_file: Path | None = None
+    mcp_jwt_jwks_url: str | None = None
+    mcp_jwt_issuer: str | None = None
+    mcp_jwt_audience: str | None = None
+    mcp_jwt_required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_public_url: str | None = None
+    session_isolation: Isolation = "shared"
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -26,9 +37,79 @@ class Settings(StoreSettings):
             raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
         return token
 
-    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", "mcp_jwt_required_scopes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("mcp_jwt_jwks_url")
+    @classmethod
+    def _https_unless_loopback(cls, url: str | None) -> str | None:
+        # Keys fetched over plain HTTP could be swapped on the way; loopback is the one exception.
+        if url is not None and not _is_https_or_loopback(url):
+            raise ValueError("must be an https:// URL (http:// only for a loopback address)")
+        return url
+
+    @field_validator("mcp_jwt_issuer", "mcp_public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not _is_http_url(url):
+            raise ValueError("must be an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _one_consistent_auth_mode(self) -> Settings:
+        jwt = {
+            "MCP_JWT_JWKS_URL": self.mcp_jwt_jwks_url,
+            "MCP_JWT_ISSUER": self.mcp_jwt_issuer,
+            "MCP_JWT_AUDIENCE": self.mcp_jwt_audience,
+        }
+        if any(jwt.values()) and not all(jwt.values()):
+            missing = ", ".join(name for name, value in jwt.items() if not value)
+            raise ConfigurationError(
+                f"the JWT mode needs all of MCP_JWT_JWKS_URL, MCP_JWT_ISSUER and "
+                f"MCP_JWT_AUDIENCE; missing: {missing}"
+            )
+        if self.jwt_mode and (self.mcp_auth_token is not None or self.mcp_tokens_file is not None):
+            # One authority names the clients: a JWT subject and a tokens-file name that happen
+            # to be equal would otherwise share a key space in per-client mode.
+            raise ConfigurationError(
+                "the JWT mode (MCP_JWT_*) cannot be combined with MCP_AUTH_TOKEN or MCP_TOKENS_FILE"
+            )
+        if self.mcp_jwt_required_scopes and not self.jwt_mode:
+            raise ConfigurationError("MCP_JWT_REQUIRED_SCOPES needs the JWT mode (MCP_JWT_*)")
+        return self
+
+    @property
+    def jwt_mode(self) -> bool:
+        return self.mcp_jwt_jwks_url is not None
+
+    def jwt_settings(self) -> tuple[str, str, str] | None:
+        """(JWKS URL, issuer, audience) in the JWT mode, else None."""
+        if self.mcp_jwt_jwks_url and self.mcp_jwt_issuer and self.mcp_jwt_audience:
+            return self.mcp_jwt_jwks_url, self.mcp_jwt_issuer, self.mcp_jwt_audience
+        return None
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.jwt_mode or self.mcp_auth_token is not None or self.mcp_tokens_file is not None
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    if not _is_http_url(url):
+        return False
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

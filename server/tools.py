@@ -17,11 +17,11 @@ from memory import (
     ChatTurn,
     NewTurn,
     Role,
-    SessionStore,
     TurnOutcome,
     new_session_id,
 )
 from server.errors import as_tool_errors
+from server.isolation import StoreLookup
 
 SESSION_ID_PATTERN = r"^\S+$"
 
@@ -78,8 +78,8 @@ def _ttl_words(seconds: int) -> str:
     return f"{days} days" if days and not rest else f"{seconds} seconds"
 
 
-def register_tools(server: MCPServer, store: SessionStore, max_content_chars: int, ttl_seconds: int) -> None:
-    """Add the tools to `server`, with limits and expiry taken from the settings."""
+def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: int, ttl_seconds: int) -> None:
+    """Add the tools to `server`; each call uses the store `stores()` gives for its client."""
     session_id_rule = (
         f"An opaque string of 1 to {MAX_SESSION_ID_CHARS} characters with no whitespace, "
         "returned by save_turn when it starts a session, or chosen by the client application."
@@ -119,7 +119,7 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
     ) -> SavedTurn:
         with as_tool_errors():
             turn = NewTurn(role=role, content=content, timestamp=timestamp)
-            result = await store.save_turn(new_session_id() if session_id is None else session_id, turn)
+            result = await stores().save_turn(new_session_id() if session_id is None else session_id, turn)
         return SavedTurn(
             session_id=result.session_id,
             new_session=result.new_session,
@@ -162,7 +162,9 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
     ) -> SavedTurns:
         with as_tool_errors():
             new_turns = [NewTurn(role=t.role, content=t.content, timestamp=t.timestamp) for t in turns]
-            result = await store.save_turns(new_session_id() if session_id is None else session_id, new_turns)
+            result = await stores().save_turns(
+                new_session_id() if session_id is None else session_id, new_turns
+            )
         return SavedTurns(
             session_id=result.session_id,
             new_session=result.new_session,
@@ -178,12 +180,12 @@ def register_tools(server: MCPServer, store: SessionStore, max_content_chars: in
         ] = None,
     ) -> SessionTurns:
         with as_tool_errors():
-            turns = await store.get_session(session_id, last)
+            turns = await stores().get_session(session_id, last)
         return SessionTurns(session_id=session_id, turns=turns, turn_count=len(turns))
 
     async def delete_session(session_id: SessionId) -> DeletedSession:
         with as_tool_errors():
-            deleted = await store.delete_session(session_id)
+            deleted = await stores().delete_session(session_id)
         return DeletedSession(session_id=session_id, deleted=deleted)
 
     expiry = _ttl_words(ttl_seconds)

@@ -170,7 +170,7 @@ def test_refuses_to_serve_on_all_interfaces_without_a_token(tmp_path: Path) -> N
         check=False,
     )
     assert finished.returncode != 0
-    assert "refusing to serve HTTP on 0.0.0.0 without MCP_AUTH_TOKEN" in finished.stderr
+    assert "refusing to serve HTTP on 0.0.0.0 without authentication" in finished.stderr
 
 
 def test_stdio_logs_one_startup_line_and_nothing_per_call(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from memory import ConfigurationError, StoreSettings, backend_name
 from memory.settings import describe_validation_error
 from server.settings import Settings
+from tests.support.processes import CONSOLE_SCRIPT, child_env
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
 BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")
@@ -25,6 +27,12 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_example_lists_every_setting_once() -> None:
     listed = re.findall(r"^([A-Z_]+)=", ENV_EXAMPLE.read_text(), flags=re.MULTILINE)
     assert sorted(listed) == sorted(name.upper() for name in Settings.model_fields)
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ENV_EXAMPLE.parent / "README.md").read_text()
+    listed = re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE)
+    assert sorted(set(listed)) == sorted(name.upper() for name in Settings.model_fields)
 
 
 def test_env_example_starts_with_the_design_notes_variables() -> None:
@@ -98,3 +106,71 @@ def test_a_short_auth_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert "MCP_AUTH_TOKEN: must be at least 16 characters" in describe_validation_error(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hun/ter2@redis-host.test:6379/0",
+        "redis://:hun#ter2@redis-host.test:6379",
+        "redis://:hun?ter2@redis-host.test:6379/0",
+        "rediss://user:hun/ter2@redis-host.test/0",
+        "redis://:hunter2@redis-host.test:zzport",
+        "unix://:hun/ter2@/run/redis.sock",
+    ],
+)
+def test_a_malformed_redis_url_is_named_without_any_part_of_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        StoreSettings()
+    described = describe_validation_error(caught.value)
+    assert described.startswith("REDIS_URL: is not a well-formed URL; percent-encode")
+    for fragment in ("hun", "ter2", "redis-host", "6379", "zzport"):
+        assert fragment not in described
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pass%2Fword@redis.example.com:6379/0",
+        "rediss://user:p%23w%3F@redis.example.com",
+        "redis://localhost",
+        "unix:///run/redis.sock?db=1",
+        "unix://:secret@/run/redis.sock",
+    ],
+)
+def test_well_formed_redis_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    assert backend_name(StoreSettings()) == "redis"
+
+
+def test_a_malformed_redis_url_stops_the_console_script_without_a_traceback() -> None:
+    finished = subprocess.run(
+        [CONSOLE_SCRIPT],
+        env=child_env(REDIS_URL="redis://:hunter/2@redis.example.com:6379/0"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert "REDIS_URL: is not a well-formed URL" in finished.stderr
+    assert "hunter" not in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_jwt_scopes_without_the_jwt_mode_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_JWT_REQUIRED_SCOPES", "memory:write")
+    with pytest.raises(ConfigurationError, match="MCP_JWT_REQUIRED_SCOPES needs the JWT mode"):
+        Settings()
+
+
+def test_session_isolation_takes_only_its_two_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSION_ISOLATION", "per-user")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "SESSION_ISOLATION: Input should be 'shared' or 'per-client'" in describe_validation_error(
+        caught.value
+    )
