@@ -9,6 +9,7 @@ from memory.errors import (
     SessionMemoryError,
     StoreAuthError,
     StoreError,
+    StoreSettingsError,
     StoreUnavailableError,
     TurnTooLargeError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "StoreAuthError",
     "StoreError",
     "StoreSettings",
+    "StoreSettingsError",
     "StoreUnavailableError",
     "TurnTooLargeError",
     "backend_name",
