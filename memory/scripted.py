@@ -10,7 +10,13 @@ from contextlib import contextmanager
 import anyio
 
 from memory.codec import decode_session
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
+from memory.errors import (
+    CorruptSessionError,
+    SessionMemoryError,
+    StoreError,
+    StoreSettingsError,
+    StoreUnavailableError,
+)
 from memory.models import ChatTurn, SaveResult
 from memory.rules import Limits, check_last, newest, save_result
 from memory.script import append_arguments, append_turn_script, parse_append_reply
@@ -52,6 +58,23 @@ class ScriptedStore(ABC):
     @abstractmethod
     async def aclose(self) -> None: ...
 
+    async def _plain_port_error(self) -> StoreSettingsError | None:
+        """The error for a TLS URL aimed at a port that speaks plain text, or None."""
+        return None
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """One PING, so the settings are proven before the first tool call needs them."""
+        try:
+            with self._within_timeout(timeout_seconds):
+                await self._call("PING")
+        except StoreUnavailableError:
+            # A plain server does not answer a TLS handshake at all: it waits for a line of
+            # text, so the handshake times out. Asking the port in plain text tells the two apart.
+            misconfigured = await self._plain_port_error()
+            if misconfigured is not None:
+                raise misconfigured from None
+            raise
+
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
         check_last(last)
@@ -84,14 +107,15 @@ class ScriptedStore(ABC):
         return bool(deleted)
 
     @contextmanager
-    def _within_timeout(self) -> Iterator[None]:
+    def _within_timeout(self, seconds: float | None = None) -> Iterator[None]:
         """One deadline for a whole operation: retries and the NOSCRIPT fallback included."""
+        seconds = self._timeout if seconds is None else seconds
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(seconds):
                 yield
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"the {self.backend} store did not answer within {self._timeout:g} s; try again later"
+                f"the {self.backend} store did not answer within {seconds:g} s; try again later"
             ) from exc
 
     async def _call(self, *args: Argument, noscript_passes: bool = False) -> object:
