@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from memory import SessionStore
+from server.readiness import ReadinessProbe
 from server.settings import Settings
 from server.tools import register_tools
 
@@ -74,6 +75,9 @@ def build_server(store: SessionStore, settings: Settings, *, http_base_url: str 
     async def healthz(request: Request) -> Response:
         # Liveness only: it does not call the store, so it costs no billed command.
         return JSONResponse({"status": "ok", "store": store.backend, "version": version()})
+
+    # Readiness: one cheap store command (billed on Upstash), for balancers and orchestrators.
+    server.custom_route("/readyz", methods=["GET"])(ReadinessProbe(store))
 
     return server
 

@@ -5,26 +5,37 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import anyio
 import uvicorn
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
 from pydantic import ValidationError
 
 from memory import (
     ConfigurationError,
     SessionMemoryError,
     SessionStore,
+    StoreUnavailableError,
     describe_validation_error,
     open_store,
 )
 from server.app import MCP_PATH, build_http_app, build_server, http_base_url, is_loopback, version
+from server.envfiles import env_files, user_env_file
 from server.settings import Settings
+from server.stdio import run_stdio
 
 logger = logging.getLogger("server")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Short enough that a wrong setting stops the server within 5 s of its start; a store that
+# is merely slow at startup only earns a warning, so this can be strict.
+STARTUP_CHECK_SECONDS = 2.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared against, not bound
 # Libraries that log every request at INFO; below DEBUG they only speak up for problems.
 CHATTY_LOGGERS = (
@@ -42,8 +53,15 @@ CHATTY_LOGGERS = (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="session-memory-mcp",
-        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite). "
-        "Settings come from the environment and .env; see .env.example.",
+        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite).",
+        epilog="Settings come from the environment, which wins, then from --env-file if given, else "
+        f"from ./.env and then {user_env_file()}. The README lists every setting.",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="read settings from this file instead of ./.env and the user config directory's .env",
     )
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
@@ -67,9 +85,13 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(library_level)
 
 
-def load_settings() -> Settings:
+def load_settings(files: Sequence[Path]) -> Settings:
+    """Settings from the environment and `files` (later files win over earlier ones)."""
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"session-memory-mcp: --env-file {path}: no such file")
     try:
-        return Settings(_env_file=".env")
+        return Settings(_env_file=tuple(files) or None)
     except ValidationError as exc:
         raise SystemExit(f"session-memory-mcp: invalid settings\n{describe_validation_error(exc)}") from None
     except ConfigurationError as exc:
@@ -77,41 +99,89 @@ def load_settings() -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until stdin closes or SIGINT/SIGTERM arrives; a stop on request exits with status 0."""
     args = parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    files = env_files(args.env_file, Path.cwd())
+    settings = load_settings(files)
     if args.transport == "http" and not is_loopback(args.host) and settings.mcp_auth_token is None:
         raise SystemExit(
             f"session-memory-mcp: refusing to serve HTTP on {args.host} without MCP_AUTH_TOKEN; "
             "set a token (16 characters or more) or bind to 127.0.0.1"
         )
+    # Where signals cannot be routed into the event loop (Windows), Ctrl-C still arrives as
+    # KeyboardInterrupt, and a stop on request is no error.
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, settings, args)
+        anyio.run(serve, settings, args, files)
 
 
-async def serve(settings: Settings, args: argparse.Namespace) -> None:
+async def serve(settings: Settings, args: argparse.Namespace, files: Sequence[Path] = ()) -> None:
+    """Open and check the store, then serve until stdin closes (stdio) or a stop signal arrives."""
+    stopper = _Stopper()
+    failure: SessionMemoryError | None = None
+    async with anyio.create_task_group() as group:
+        # Listening before the store opens: a stop during the startup check is clean too.
+        stopper.action = group.cancel_scope.cancel
+        await group.start(_stop_on_signal, stopper)
+        failure = await _serve_store(settings, args, files, stopper)
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise SystemExit(f"session-memory-mcp: {failure}")
+
+
+async def _serve_store(
+    settings: Settings, args: argparse.Namespace, files: Sequence[Path], stopper: _Stopper
+) -> SessionMemoryError | None:
+    """Serve; a store error that stops the server before it serves is returned, not raised."""
     try:
         store = await open_store(settings)
     except SessionMemoryError as exc:
-        raise SystemExit(f"session-memory-mcp: {exc}") from None
+        return exc
     try:
-        await _serve_with(store, settings, args)
+        failure = await check_store(store)
+        if failure is None:
+            await _serve_with(store, settings, args, files, stopper)
+        return failure
     finally:
-        await store.aclose()
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
 
 
-async def _serve_with(store: SessionStore, settings: Settings, args: argparse.Namespace) -> None:
+async def check_store(store: SessionStore) -> SessionMemoryError | None:
+    """Prove the settings before serving: a wrong one is returned, an outage only warns."""
+    try:
+        await store.check(STARTUP_CHECK_SECONDS)
+    except StoreUnavailableError as exc:
+        logger.warning(
+            "the %s store did not answer at startup; serving anyway, and each tool call will say so "
+            "until it does: %s",
+            store.backend,
+            exc,
+        )
+    except SessionMemoryError as exc:
+        return exc
+    return None
+
+
+async def _serve_with(
+    store: SessionStore,
+    settings: Settings,
+    args: argparse.Namespace,
+    files: Sequence[Path],
+    stopper: _Stopper,
+) -> None:
     where = "stdio" if args.transport == "stdio" else f"http://{args.host}:{args.port}{MCP_PATH}"
     logger.info(
-        "session-memory-mcp %s: store %s (%s), transport %s, session TTL %d s",
+        "session-memory-mcp %s: store %s (%s), transport %s, session TTL %d s, settings from %s",
         version(),
         store.backend,
         store.location,
         where,
         settings.session_ttl_seconds,
+        " and ".join(["the environment", *map(str, files)]),
     )
     if args.transport == "stdio":
-        await build_server(store, settings).run_stdio_async()
+        await run_stdio(build_server(store, settings))
         return
     if args.host in WILDCARD_HOSTS and not settings.mcp_allowed_hosts:
         logger.warning(
@@ -121,4 +191,39 @@ async def _serve_with(store: SessionStore, settings: Settings, args: argparse.Na
     server = build_server(store, settings, http_base_url=http_base_url(args.host, args.port))
     app = build_http_app(server, settings, args.host)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
-    await uvicorn.Server(config).serve()
+    http = _UvicornServer(config)
+    stopper.action = http.stop  # uvicorn's own graceful shutdown instead of a cancellation
+    await http.serve()
+
+
+class _Stopper:
+    """What a stop signal does; it changes once there is an HTTP server to shut down gracefully."""
+
+    def __init__(self) -> None:
+        self.action: Callable[[], object] = lambda: None
+
+
+async def _stop_on_signal(stopper: _Stopper, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+    """Run `stopper.action` on SIGINT or SIGTERM, once per signal."""
+    if sys.platform == "win32":  # no signal handlers in the event loop; Ctrl-C raises instead
+        task_status.started()
+        await anyio.sleep_forever()
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
+        async for received in signals:
+            logger.info("stopping on %s", signal.Signals(received).name)
+            stopper.action()
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the CLI stops both transports the same way."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn would re-raise the signal after shutting down, ending the process with it.
+        yield
+
+    def stop(self) -> None:
+        # The first call shuts down gracefully; a second one stops waiting for open requests.
+        self.force_exit = self.should_exit
+        self.should_exit = True
