@@ -76,8 +76,12 @@ def build_server(store: SessionStore, settings: Settings, *, http_base_url: str 
         # Liveness only: it does not call the store, so it costs no billed command.
         return JSONResponse({"status": "ok", "store": store.backend, "version": version()})
 
-    # Readiness: one cheap store command (billed on Upstash), for balancers and orchestrators.
-    server.custom_route("/readyz", methods=["GET"])(ReadinessProbe(store))
+    probe = ReadinessProbe(store)
+
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def readyz(request: Request) -> Response:
+        # Readiness: one cheap store command (billed on Upstash), for balancers and orchestrators.
+        return await probe.answer()
 
     return server
 

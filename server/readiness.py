@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from memory import SessionMemoryError, SessionStore, StoreAuthError, StoreSettingsError, StoreUnavailableError
@@ -32,7 +31,7 @@ class ReadinessProbe:
         self._store = store
         self._was_ready = True
 
-    async def __call__(self, request: Request) -> Response:
+    async def answer(self) -> Response:
         try:
             await self._store.check(READY_CHECK_SECONDS)
         except SessionMemoryError as exc:
