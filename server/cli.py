@@ -54,8 +54,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="session-memory-mcp",
         description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite).",
-        epilog="Settings come from the environment, which wins, then from --env-file if given, else "
-        f"from ./.env and then {user_env_file()}. The README lists every setting.",
+        epilog=f"Settings come from the environment, which wins, then from --env-file if given, else "
+        f"from ./.env and then {user_env_file()}. The store: UPSTASH_REDIS_REST_URL with "
+        "UPSTASH_REDIS_REST_TOKEN, else REDIS_URL, else an SQLite file at SQLITE_PATH (by default in "
+        "the user data directory). Every setting: "
+        + ", ".join(name.upper() for name in Settings.model_fields)
+        + ".",
     )
     parser.add_argument(
         "--env-file",

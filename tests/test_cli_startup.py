@@ -15,6 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
+from server.settings import Settings
 from tests.conftest import GATEWAY_TOKEN
 from tests.support.gateway import UpstashGateway
 from tests.support.processes import CONSOLE_SCRIPT, child_env, http_server
@@ -234,6 +235,9 @@ def test_help_names_the_settings_files_and_no_file_an_installed_package_lacks() 
     assert ".env.example" not in finished.stdout
     assert "--env-file PATH" in finished.stdout
     assert "session-memory-mcp/.env" in finished.stdout.replace("\n", " ").replace("  ", "")
+    help_text = " ".join(finished.stdout.split())
+    for name in Settings.model_fields:
+        assert name.upper() in help_text, f"--help does not name {name.upper()}"
 
 
 # -- the startup check --------------------------------------------------------------------------
