@@ -13,6 +13,7 @@ from memory.codec import decode_session
 from memory.errors import (
     CorruptSessionError,
     SessionMemoryError,
+    StoreAuthError,
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
@@ -67,9 +68,12 @@ class ScriptedStore(ABC):
         try:
             with self._within_timeout(timeout_seconds):
                 await self._call("PING")
-        except StoreUnavailableError:
-            # A plain server does not answer a TLS handshake at all: it waits for a line of
-            # text, so the handshake times out. Asking the port in plain text tells the two apart.
+        except StoreAuthError:
+            raise
+        except (StoreUnavailableError, StoreSettingsError):
+            # A plain server mostly does not answer a TLS handshake at all: it waits for a line
+            # of text, so the handshake times out (or fails, if the handshake held a newline).
+            # Asking the port in plain text tells that apart from an outage or a certificate.
             misconfigured = await self._plain_port_error()
             if misconfigured is not None:
                 raise misconfigured from None

@@ -154,6 +154,9 @@ class UpstashGateway:
         request_line = await reader.readline()
         if not request_line:
             return False
+        if len(request_line.decode("latin-1").split()) != 3:
+            # Not HTTP (a TLS handshake sent to this plain port): close, as a web server does.
+            return False
         size = len(request_line)
         headers: dict[str, str] = {}
         while True:
