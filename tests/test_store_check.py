@@ -25,6 +25,7 @@ from memory import (
 from memory.failures import answers_in_plain, network_error
 from memory.redis_store import RedisStore
 from memory.rules import Limits
+from memory.upstash_store import HttpStatusError
 from tests.conftest import SettingsFactory
 from tests.support.gateway import Fault, UpstashGateway
 from tests.support.redis_server import RedisServer, free_port
@@ -194,3 +195,26 @@ def test_a_tls_error_is_a_setting_to_fix() -> None:
     translated = network_error(error, "Redis at rediss://host:6379", "REDIS_URL")
     assert isinstance(translated, StoreSettingsError)
     assert "the TLS handshake with Redis at rediss://host:6379 failed: check REDIS_URL" in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "says"),
+    [
+        (401, StoreAuthError, "rejected the token: check UPSTASH_REDIS_REST_TOKEN"),
+        (403, StoreAuthError, "rejected the token: check UPSTASH_REDIS_REST_TOKEN"),
+        (404, StoreSettingsError, "answered HTTP 404: check UPSTASH_REDIS_REST_URL"),
+        (502, StoreUnavailableError, "answered HTTP 502; try again later"),
+    ],
+)
+async def test_each_telling_upstash_status_is_worded_once_by_kind(
+    make_settings: SettingsFactory, status: int, kind: type[Exception], says: str
+) -> None:
+    # 403 and 502 come from Upstash's edge or a proxy, which the test gateway does not imitate.
+    store = await open_store(make_settings("upstash"))
+    try:
+        error = store._translate(HttpStatusError(status))  # type: ignore[attr-defined]
+    finally:
+        await store.aclose()
+    assert isinstance(error, kind)
+    assert says in str(error)
+    assert str(error).count("try again") == (1 if kind is StoreUnavailableError else 0)
