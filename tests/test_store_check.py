@@ -13,6 +13,7 @@ import anyio
 import pytest
 import redis
 from redis import exceptions as redis_errors
+from upstash_redis.errors import UpstashError
 
 from memory import (
     ChatTurn,
@@ -218,3 +219,20 @@ async def test_each_telling_upstash_status_is_worded_once_by_kind(
     assert isinstance(error, kind)
     assert says in str(error)
     assert str(error).count("try again") == (1 if kind is StoreUnavailableError else 0)
+
+
+@pytest.mark.parametrize("reply", ["BUSY Redis is busy running a script", "LOADING loading the dataset"])
+async def test_an_upstash_busy_reply_is_an_outage_and_retried(
+    make_settings: SettingsFactory, reply: str
+) -> None:
+    # The replies the Redis test above gets for real, as Upstash's JSON error body carries them.
+    store = await open_store(make_settings("upstash"))
+    try:
+        error = store._translate(UpstashError(reply))  # type: ignore[attr-defined]
+        transient = store._is_transient(UpstashError(reply))  # type: ignore[attr-defined]
+    finally:
+        await store.aclose()
+    assert isinstance(error, StoreUnavailableError)
+    assert str(error).endswith("try again later")
+    assert "refused the command" not in str(error)
+    assert transient
