@@ -9,6 +9,7 @@ from memory.errors import (
     SessionMemoryError,
     StoreAuthError,
     StoreError,
+    StoreSettingsError,
     StoreUnavailableError,
     TurnTooLargeError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "StoreAuthError",
     "StoreError",
     "StoreSettings",
+    "StoreSettingsError",
     "StoreUnavailableError",
     "TurnOutcome",
     "TurnTooLargeError",

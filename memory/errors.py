@@ -7,9 +7,10 @@
     ├── SessionFullError             the save would pass the session size limit
     ├── CorruptSessionError          the value at the key is not a session
     ├── ConfigurationError           the settings cannot work
-    └── StoreError                   the store failed; the request may be retried
-        ├── StoreUnavailableError    unreachable, too slow, or locked
-        └── StoreAuthError           the store rejected the credentials
+    └── StoreError                   the store could not complete the request
+        ├── StoreUnavailableError    an outage: unreachable, too slow, busy or locked; try again
+        └── StoreSettingsError       a setting does not fit the store; fix it, retrying cannot help
+            └── StoreAuthError       the store rejected the credentials
 
 Messages never contain a token, a password or a URL with credentials: they are
 shown to users and to the models that call the MCP tools.
@@ -57,5 +58,9 @@ class StoreUnavailableError(StoreError):
     timestamps: tuple[int, ...] = ()
 
 
-class StoreAuthError(StoreError):
+class StoreSettingsError(StoreError):
+    """The store answered in a way that shows a setting is wrong (TLS, endpoint, credentials)."""
+
+
+class StoreAuthError(StoreSettingsError):
     """The store rejected the configured credentials."""

@@ -15,12 +15,17 @@ from memory.errors import (
     SessionMemoryError,
     StoreAuthError,
     StoreError,
+    StoreSettingsError,
     StoreUnavailableError,
 )
+from memory.failures import answers_in_plain, network_error, plain_endpoint_error
 from memory.rules import Limits
 from memory.scripted import Argument, ScriptedStore
 
 _AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "NOPERM")
+# Replies of a server that is up but cannot run commands just now; the command did not run.
+_BUSY_MARKERS = ("BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+_RESP_REPLY_PREFIXES = (b"+", b"-", b"$", b"*", b"%", b"_", b":")
 
 
 def safe_location(url: str) -> str:
@@ -32,6 +37,10 @@ def safe_location(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
+def _is_busy(message: str) -> bool:
+    return message.upper().startswith(_BUSY_MARKERS)
+
+
 class RedisStore(ScriptedStore):
     """Sessions in a Redis-protocol server, with the same keys and script as the Upstash backend."""
 
@@ -40,6 +49,10 @@ class RedisStore(ScriptedStore):
     def __init__(self, url: str, limits: Limits, timeout_seconds: float, retries: int) -> None:
         super().__init__(limits, timeout_seconds, retries)
         self._location = safe_location(url)
+        parts = urlsplit(url)
+        self._tls_address = (
+            (parts.hostname or "localhost", parts.port or 6379) if parts.scheme == "rediss" else None
+        )
         # Retries are ours, shared with the Upstash backend and bounded by the timeout.
         try:
             self._client = aioredis.Redis.from_url(
@@ -72,6 +85,8 @@ class RedisStore(ScriptedStore):
         return data[start:].decode("utf-8", "replace"), whole
 
     def _is_transient(self, exc: Exception) -> bool:
+        if isinstance(exc, redis_errors.ResponseError):
+            return _is_busy(str(exc))
         return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and not isinstance(
             exc, redis_errors.AuthenticationError
         )
@@ -84,9 +99,16 @@ class RedisStore(ScriptedStore):
         if isinstance(exc, redis_errors.AuthenticationError) or (
             isinstance(exc, redis_errors.ResponseError) and message.upper().startswith(_AUTH_MARKERS)
         ):
-            return StoreAuthError(f"Redis at {self._location} rejected the credentials in REDIS_URL")
+            return StoreAuthError(
+                f"Redis at {self._location} rejected the credentials: check the user name and password "
+                "in REDIS_URL"
+            )
         if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
-            return StoreUnavailableError(
+            if isinstance(exc, redis_errors.BusyLoadingError):
+                return StoreUnavailableError(
+                    f"Redis at {self._location} is loading its data set; try again later"
+                )
+            return network_error(exc, f"Redis at {self._location}", "REDIS_URL") or StoreUnavailableError(
                 f"could not reach Redis at {self._location} ({type(exc).__name__}); try again later"
             )
         if isinstance(exc, UnicodeDecodeError):
@@ -94,7 +116,23 @@ class RedisStore(ScriptedStore):
                 "the value stored at the session key is not UTF-8 text; it was left unchanged"
             )
         if isinstance(exc, redis_errors.ResponseError):
+            if _is_busy(message):
+                return StoreUnavailableError(
+                    f"Redis at {self._location} is busy ({message.split()[0].upper()}); try again later"
+                )
+            if message.upper().startswith("READONLY"):
+                return StoreSettingsError(
+                    f"Redis at {self._location} is a read-only replica: point REDIS_URL at the primary"
+                )
             return StoreError(f"Redis refused the command: {message}")
+        return None
+
+    async def _plain_port_error(self) -> StoreSettingsError | None:
+        if self._tls_address is None:
+            return None
+        host, port = self._tls_address
+        if await answers_in_plain(host, port, b"PING\r\n", _RESP_REPLY_PREFIXES):
+            return plain_endpoint_error(f"Redis at {self._location}", "REDIS_URL", "redis://")
         return None
 
     async def aclose(self) -> None:

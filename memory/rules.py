@@ -129,11 +129,10 @@ def unavailable_during_save(
 ) -> StoreUnavailableError:
     """The error with what a caller needs to retry safely: the timestamps this save used."""
     stamps = ", ".join(str(turn.timestamp) for turn in planned)
-    advice = (
-        f"the save may or may not have been stored; retry with timestamp {stamps}"
-        if len(planned) == 1
-        else f"the save may or may not have been stored; retry with timestamps {stamps} (in order)"
+    which = "timestamp" if len(planned) == 1 else "timestamps (in order)"
+    wrapped = StoreUnavailableError(
+        f"{error} (the save may have reached the store: retry with {which} {stamps}, "
+        "so that it is not stored twice)"
     )
-    wrapped = StoreUnavailableError(f"{error}; {advice}, so that a retry of a stored save is recognised")
     wrapped.timestamps = tuple(turn.timestamp for turn in planned)
     return wrapped

@@ -14,7 +14,14 @@ from typing import TypeVar
 import anyio
 
 from memory.codec import decode_session, decode_tail
-from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
+from memory.errors import (
+    CorruptSessionError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreError,
+    StoreSettingsError,
+    StoreUnavailableError,
+)
 from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
 from memory.rules import (
     Limits,
@@ -86,6 +93,26 @@ class ScriptedStore(ABC):
         view = copy.copy(self)  # shares the client, so closing either closes both
         view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
         return view
+
+    async def _plain_port_error(self) -> StoreSettingsError | None:
+        """The error for a TLS URL aimed at a port that speaks plain text, or None."""
+        return None
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """One PING, so the settings are proven before the first tool call needs them."""
+        try:
+            with self._within_timeout(timeout_seconds):
+                await self._call(lambda: self._command("PING"))
+        except StoreAuthError:
+            raise
+        except (StoreUnavailableError, StoreSettingsError):
+            # A plain server mostly does not answer a TLS handshake at all: it waits for a line
+            # of text, so the handshake times out (or fails, if the handshake held a newline).
+            # Asking the port in plain text tells that apart from an outage or a certificate.
+            misconfigured = await self._plain_port_error()
+            if misconfigured is not None:
+                raise misconfigured from None
+            raise
 
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
@@ -186,14 +213,15 @@ class ScriptedStore(ABC):
         self._turn_bytes = 0.8 * self._turn_bytes + 0.2 * (total_bytes / count)
 
     @contextmanager
-    def _within_timeout(self) -> Iterator[None]:
+    def _within_timeout(self, seconds: float | None = None) -> Iterator[None]:
         """One deadline for a whole operation: retries and the NOSCRIPT fallback included."""
+        seconds = self._timeout if seconds is None else seconds
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(seconds):
                 yield
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"the {self.backend} store did not answer within {self._timeout:g} s; try again later"
+                f"the {self.backend} store did not answer within {seconds:g} s; try again later"
             ) from exc
 
     async def _call(self, send: Callable[[], Awaitable[T]]) -> T:

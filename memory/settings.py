@@ -43,10 +43,11 @@ class StoreSettings(BaseSettings):
     def _http_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        parts = urlsplit(url)
+        parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://example.upstash.io")
-        return url
+        _check_port(url)
+        return url.strip()
 
     @field_validator("redis_url")
     @classmethod
@@ -64,6 +65,13 @@ class StoreSettings(BaseSettings):
             )
         return url
 
+    @field_validator("sqlite_path")
+    @classmethod
+    def _absolute_path(cls, path: Path) -> Path:
+        # Hosts start servers in directories of their choosing: resolve once, here, so the
+        # file does not depend on it, and `~` means the home directory, not a folder named `~`.
+        return path.expanduser().resolve()
+
     @model_validator(mode="after")
     def _upstash_needs_both(self) -> StoreSettings:
         if (self.upstash_redis_rest_url is None) != (self.upstash_redis_rest_token is None):
@@ -71,6 +79,13 @@ class StoreSettings(BaseSettings):
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
         return self
+
+
+def _check_port(url: str) -> None:
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
 
 
 def _well_formed_redis_url(url: str) -> bool:

@@ -63,7 +63,7 @@ class SQLiteStore:
         connection = await anyio.to_thread.run_sync(_connect, path, timeout_seconds)
         store = cls(connection, path, limits)
         try:
-            await store._run(store._purge_expired_if_due)
+            await store._run(store._purge_unless_locked)
         except BaseException:
             await store.aclose()
             raise
@@ -99,6 +99,10 @@ class SQLiteStore:
     async def delete_session(self, session_id: str) -> bool:
         key = self._limits.key_for(session_id)
         return await self._run(self._delete, key)
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """A trivial read; in WAL mode it never waits for another process's write lock."""
+        await self._run(self._connection.execute, "SELECT 1 FROM conversations LIMIT 1")
 
     async def aclose(self) -> None:
         await self._run(self._connection.close)
@@ -205,6 +209,19 @@ class SQLiteStore:
                 connection.execute("ROLLBACK")
             raise
         return existed > 0
+
+    def _purge_unless_locked(self) -> None:
+        # At open, another process holding the write lock must not keep the server from
+        # starting, nor delay it: try once, and if locked, leave the purge due for a later save.
+        (busy_timeout_ms,) = self._connection.execute("PRAGMA busy_timeout").fetchone()
+        self._connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._purge_expired_if_due()
+        except sqlite3.OperationalError as exc:
+            if not isinstance(_translate(exc, self._path), StoreUnavailableError):
+                raise
+        finally:
+            self._connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
     def _purge_expired_if_due(self) -> None:
         # Expired sessions are never returned; this only gives their space back.

@@ -42,6 +42,10 @@ class SessionStore(Protocol):
         """Forget a session; False if there was none."""
         ...
 
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """One cheap command (PING, or a trivial query); raises what a tool call would raise."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and files."""
         ...

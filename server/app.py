@@ -19,6 +19,7 @@ from server.http_edges import HostNames, HttpEdges, Origins
 from server.isolation import store_lookup
 from server.jwks import JwksCache
 from server.prompts import register_prompts
+from server.readiness import ReadinessProbe
 from server.resources import register_resources
 from server.settings import Settings
 from server.tokens_file import TokensFile
@@ -109,6 +110,13 @@ def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | No
     async def healthz(request: Request) -> Response:
         # Liveness only: it does not call the store, so it costs no billed command.
         return JSONResponse({"status": "ok", "store": store.backend, "version": version()})
+
+    probe = ReadinessProbe(store)
+
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def readyz(request: Request) -> Response:
+        # Readiness: one cheap store command (billed on Upstash), for balancers and orchestrators.
+        return await probe.answer()
 
     return server
 

@@ -8,30 +8,40 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import anyio
 import uvicorn
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
 from pydantic import ValidationError
 
 from memory import (
     ConfigurationError,
     SessionMemoryError,
     SessionStore,
+    StoreUnavailableError,
     backend_name,
     describe_validation_error,
     open_store,
 )
 from server.app import MCP_PATH, HttpAuth, build_http_app, build_server, http_auth, http_base_url, version
 from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_cap, guarded_protocol
+from server.envfiles import env_files, user_env_file
 from server.http_edges import is_loopback
 from server.log_limits import limit_flood_prone_loggers
 from server.settings import Settings
+from server.stdio import run_stdio
 from server.tokens_file import TokensFileError
 
 logger = logging.getLogger("server")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Short enough that a wrong setting stops the server within 5 s of its start; a store that
+# is merely slow at startup only earns a warning, so this can be strict.
+STARTUP_CHECK_SECONDS = 2.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared against, not bound
 # Libraries that log every request at INFO; below DEBUG they only speak up for problems.
 CHATTY_LOGGERS = (
@@ -49,8 +59,19 @@ CHATTY_LOGGERS = (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="session-memory-mcp",
-        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite). "
-        "Settings come from the environment and .env; see .env.example.",
+        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite).",
+        epilog=f"Settings come from the environment, which wins, then from --env-file if given, else "
+        f"from ./.env and then {user_env_file()}. The store: UPSTASH_REDIS_REST_URL with "
+        "UPSTASH_REDIS_REST_TOKEN, else REDIS_URL, else an SQLite file at SQLITE_PATH (by default in "
+        "the user data directory). Every setting: "
+        + ", ".join(name.upper() for name in Settings.model_fields)
+        + ".",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="read settings from this file instead of ./.env and the user config directory's .env",
     )
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
@@ -75,9 +96,13 @@ def configure_logging(level: str) -> None:
     limit_flood_prone_loggers()
 
 
-def load_settings() -> Settings:
+def load_settings(files: Sequence[Path]) -> Settings:
+    """Settings from the environment and `files` (later files win over earlier ones)."""
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"session-memory-mcp: --env-file {path}: no such file")
     try:
-        return Settings(_env_file=".env")
+        return Settings(_env_file=tuple(files) or None)
     except ValidationError as exc:
         raise SystemExit(f"session-memory-mcp: invalid settings\n{describe_validation_error(exc)}") from None
     except ConfigurationError as exc:
@@ -102,9 +127,11 @@ def check_transport(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until stdin closes or SIGINT/SIGTERM arrives; a stop on request exits with status 0."""
     args = parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    files = env_files(args.env_file, Path.cwd())
+    settings = load_settings(files)
     check_transport(settings, args)
     auth: HttpAuth | None = None
     if args.transport == "http":
@@ -114,37 +141,88 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(
                 f"session-memory-mcp: MCP_TOKENS_FILE {settings.mcp_tokens_file}: {exc}"
             ) from None
+    # Where signals cannot be routed into the event loop (Windows), Ctrl-C still arrives as
+    # KeyboardInterrupt, and a stop on request is no error.
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, settings, args, auth)
+        anyio.run(serve, settings, args, files, auth)
 
 
-async def serve(settings: Settings, args: argparse.Namespace, auth: HttpAuth | None = None) -> None:
+async def serve(
+    settings: Settings, args: argparse.Namespace, files: Sequence[Path] = (), auth: HttpAuth | None = None
+) -> None:
+    """Open and check the store, then serve until stdin closes (stdio) or a stop signal arrives."""
+    stopper = _Stopper()
+    failure: SessionMemoryError | None = None
+    async with anyio.create_task_group() as group:
+        # Listening before the store opens: a stop during the startup check is clean too.
+        stopper.action = group.cancel_scope.cancel
+        await group.start(_stop_on_signal, stopper)
+        failure = await _serve_store(settings, args, files, auth, stopper)
+        group.cancel_scope.cancel()
+    if failure is not None:
+        # The SQLite path is left out of errors sent to clients; the operator needs it here.
+        where = f" (SQLITE_PATH {settings.sqlite_path})" if backend_name(settings) == "sqlite" else ""
+        raise SystemExit(f"session-memory-mcp: {failure}{where}")
+
+
+async def _serve_store(
+    settings: Settings,
+    args: argparse.Namespace,
+    files: Sequence[Path],
+    auth: HttpAuth | None,
+    stopper: _Stopper,
+) -> SessionMemoryError | None:
+    """Serve; a store error that stops the server before it serves is returned, not raised."""
     try:
         store = await open_store(settings)
     except SessionMemoryError as exc:
-        # The SQLite path is left out of errors sent to clients; the operator needs it here.
-        where = f" (SQLITE_PATH {settings.sqlite_path})" if backend_name(settings) == "sqlite" else ""
-        raise SystemExit(f"session-memory-mcp: {exc}{where}") from None
+        return exc
     try:
-        await _serve_with(store, settings, args, auth)
+        failure = await check_store(store)
+        if failure is None:
+            await _serve_with(store, settings, args, files, auth, stopper)
+        return failure
     finally:
-        await store.aclose()
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+async def check_store(store: SessionStore) -> SessionMemoryError | None:
+    """Prove the settings before serving: a wrong one is returned, an outage only warns."""
+    try:
+        await store.check(STARTUP_CHECK_SECONDS)
+    except StoreUnavailableError as exc:
+        logger.warning(
+            "the %s store did not answer at startup; serving anyway, and each tool call will say so "
+            "until it does: %s",
+            store.backend,
+            exc,
+        )
+    except SessionMemoryError as exc:
+        return exc
+    return None
 
 
 async def _serve_with(
-    store: SessionStore, settings: Settings, args: argparse.Namespace, auth: HttpAuth | None
+    store: SessionStore,
+    settings: Settings,
+    args: argparse.Namespace,
+    files: Sequence[Path],
+    auth: HttpAuth | None,
+    stopper: _Stopper,
 ) -> None:
     where = "stdio" if args.transport == "stdio" else f"http://{args.host}:{args.port}{MCP_PATH}"
     logger.info(
-        "session-memory-mcp %s: store %s (%s), transport %s, session TTL %d s",
+        "session-memory-mcp %s: store %s (%s), transport %s, session TTL %d s, settings from %s",
         version(),
         store.backend,
         store.location,
         where,
         settings.session_ttl_seconds,
+        " and ".join(["the environment", *map(str, files)]),
     )
     if args.transport == "stdio":
-        await build_server(store, settings).run_stdio_async()
+        await run_stdio(build_server(store, settings))
         return
     if settings.jwt_mode and settings.mcp_public_url is None and not is_loopback(args.host):
         logger.warning(
@@ -177,7 +255,9 @@ async def _serve_with(
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
-    await uvicorn.Server(config).serve()
+    http = _UvicornServer(config)
+    stopper.action = http.stop  # uvicorn's own graceful shutdown instead of a cancellation
+    await http.serve()
 
 
 def describe_auth(settings: Settings, auth: HttpAuth | None) -> str:
@@ -197,3 +277,36 @@ def reload_on_sighup(auth: HttpAuth) -> None:
         return
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, tokens_file.reload))
+
+
+class _Stopper:
+    """What a stop signal does; it changes once there is an HTTP server to shut down gracefully."""
+
+    def __init__(self) -> None:
+        self.action: Callable[[], object] = lambda: None
+
+
+async def _stop_on_signal(stopper: _Stopper, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+    """Run `stopper.action` on SIGINT or SIGTERM, once per signal."""
+    if sys.platform == "win32":  # no signal handlers in the event loop; Ctrl-C raises instead
+        task_status.started()
+        await anyio.sleep_forever()
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
+        async for received in signals:
+            logger.info("stopping on %s", signal.Signals(received).name)
+            stopper.action()
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the CLI stops both transports the same way."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn would re-raise the signal after shutting down, ending the process with it.
+        yield
+
+    def stop(self) -> None:
+        # The first call shuts down gracefully; a second one stops waiting for open requests.
+        self.force_exit = self.should_exit
+        self.should_exit = True

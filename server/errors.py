@@ -16,19 +16,22 @@ from memory import (
     SessionFullError,
     SessionMemoryError,
     StoreAuthError,
+    StoreSettingsError,
     StoreUnavailableError,
     TurnTooLargeError,
 )
 
-# Most specific first: the first match names the error.
+# Most specific first: the first match names the error. An outage's detail ends with "try
+# again later" and a configuration problem's names the setting to fix, so headings say neither.
 _HEADINGS: list[tuple[type[SessionMemoryError], str]] = [
     (InvalidSessionIdError, "Invalid session id"),
     (TurnTooLargeError, "Content too large"),
     (InvalidRequestError, "Invalid request"),
     (SessionFullError, "Session full"),
     (CorruptSessionError, "Not a session"),
-    (StoreUnavailableError, "Store unavailable, try again later"),
+    (StoreUnavailableError, "Store unavailable"),
     (StoreAuthError, "Store rejected the credentials (a server configuration problem)"),
+    (StoreSettingsError, "Store misconfigured (a server configuration problem)"),
 ]
 
 

@@ -52,9 +52,11 @@ class Settings(StoreSettings):
             raise ValueError("must be an https:// URL (http:// only for a loopback address)")
         return url
 
+    # Named apart from StoreSettings' validators: a subclass's validator of the same name
+    # replaces the parent's, which would silently drop UPSTASH_REDIS_REST_URL's check.
     @field_validator("mcp_jwt_issuer", "mcp_public_url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
+    def _http_url_for_clients(cls, url: str | None) -> str | None:
         if url is not None and not _is_http_url(url):
             raise ValueError("must be an http(s) URL")
         return url

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
 from memory import (
     MAX_BATCH_TURNS,
@@ -106,8 +106,9 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
                 + session_id_rule
             ),
         ] = None,
+        # StrictInt: the schema says integer, so "1732540000000" and true are refused, not coerced.
         timestamp: Annotated[
-            int | None,
+            StrictInt | None,
             Field(
                 description="When the message was written, in milliseconds since the Unix epoch. "
                 "Omit it to use the server's clock. Pass it (or, when retrying, the timestamp a "
@@ -176,7 +177,7 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
     async def get_session(
         session_id: SessionId,
         last: Annotated[
-            int | None, Field(description="Return only the newest N turns. Omit for all.", ge=1)
+            StrictInt | None, Field(description="Return only the newest N turns. Omit for all.", ge=1)
         ] = None,
     ) -> SessionTurns:
         with as_tool_errors():

@@ -203,7 +203,7 @@ async def test_resuming_when_the_store_is_unreachable_is_an_error_saying_try_aga
     gateway.stop()
     error = await prompt_error(client, "resume_conversation", {"session_id": "c"})
     assert error.error.code == INTERNAL_ERROR
-    assert error.error.message.startswith("Store unavailable, try again later:")
+    assert error.error.message.startswith("Store unavailable:")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

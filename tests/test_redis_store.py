@@ -51,7 +51,9 @@ async def test_right_password_works(make_settings: SettingsFactory, password_ser
 async def test_unreachable_server_is_unavailable_not_empty(make_settings: SettingsFactory) -> None:
     store = await open_store(make_settings("redis", redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     try:
-        with pytest.raises(StoreUnavailableError, match=r"could not reach Redis at redis://127\.0\.0\.1"):
+        with pytest.raises(
+            StoreUnavailableError, match=r"Redis at redis://127\.0\.0\.1:\d+/0 refused the connection"
+        ):
             await store.get_session("s1")
     finally:
         await store.aclose()

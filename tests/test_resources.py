@@ -266,7 +266,7 @@ async def test_an_unreachable_store_is_an_error_saying_try_again_without_a_trace
     with caplog.at_level(logging.DEBUG):
         error = await read_error(client, "session://c/markdown")
     assert error.error.code == INTERNAL_ERROR
-    assert error.error.message.startswith("Store unavailable, try again later:")
+    assert error.error.message.startswith("Store unavailable:")
     assert "Traceback" not in error.error.message
     assert not [record for record in caplog.records if record.exc_info]
 

@@ -199,7 +199,9 @@ async def test_a_value_that_is_not_a_session_is_a_tool_error(
 async def test_store_unavailable_is_a_tool_error_saying_try_again(client: Client, gateway: Any) -> None:
     gateway.stop()
     text = error_text(await client.call_tool("get_session", {"session_id": "c"}))
-    assert "Store unavailable, try again later" in text
+    assert "Store unavailable: Upstash at http://127.0.0.1" in text
+    assert text.endswith("try again later")
+    assert text.count("try again") == 1, "said once"
 
 
 async def test_rejected_credentials_are_a_tool_error_without_the_token(

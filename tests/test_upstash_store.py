@@ -136,7 +136,7 @@ async def test_a_non_json_error_page_is_reported_as_unavailable(
     upstash: SessionStore, gateway: UpstashGateway
 ) -> None:
     gateway.inject(Fault.HTML_500, count=3)  # the first try and both retries
-    with pytest.raises(StoreUnavailableError, match="not JSON"):
+    with pytest.raises(StoreUnavailableError, match=r"answered HTTP 500; try again later \(the save may have reached the store"):
         await upstash.save_turn("s1", turn("hi"))
     assert await upstash.get_session("s1") == []
 
@@ -163,7 +163,9 @@ async def test_unreachable_store_is_not_confused_with_a_missing_session(
 ) -> None:
     await upstash.save_turn("s1", turn("kept"))
     gateway.stop()
-    with pytest.raises(StoreUnavailableError, match=r"could not reach Upstash at http://127\.0\.0\.1"):
+    with pytest.raises(
+        StoreUnavailableError, match=r"Upstash at http://127\.0\.0\.1:\d+ refused the connection"
+    ):
         await upstash.get_session("s1")
     gateway.start()
     assert await upstash.get_session("s1") == [turn("kept")]

@@ -33,6 +33,7 @@ class Fault(enum.Enum):
     DROP_AFTER_EXECUTE = "drop_after_execute"  # run it, then reset the connection
     EXECUTE_LATE = "execute_late"  # wait `seconds`, run it (even if the client left), answer
     UNAUTHORIZED = "unauthorized"  # answer 401 as for a revoked token, without running it
+    JSON_503 = "json_503"  # answer 503 with a JSON error body, as an overloaded service may
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class UpstashGateway:
         request_line = await reader.readline()
         if not request_line:
             return False
+        if len(request_line.decode("latin-1").split()) != 3:
+            # Not HTTP (a TLS handshake sent to this plain port): close, as a web server does.
+            return False
         size = len(request_line)
         headers: dict[str, str] = {}
         while True:
@@ -210,6 +214,8 @@ class UpstashGateway:
             return 500, b"<html><body>Internal Server Error</body></html>", "text/html"
         if fault is Fault.UNAUTHORIZED:
             return 401, b'{"error":"WRONGPASS invalid or missing auth token"}', "application/json"
+        if fault is Fault.JSON_503:
+            return 503, b'{"error":"ERR service temporarily unavailable"}', "application/json"
         if fault is Fault.EXECUTE_LATE and plan is not None:
             await asyncio.sleep(plan.seconds)
         status, result = await self._handle(target, headers, body)
