@@ -14,7 +14,14 @@ from memory.errors import (
     TurnTooLargeError,
 )
 from memory.factory import backend_name, open_store
-from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
+from memory.keys import (
+    MAX_SESSION_ID_CHARS,
+    SESSION_ID_CONSTRAINTS,
+    SESSION_ID_RULE,
+    check_session_id,
+    new_session_id,
+    session_key,
+)
 from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, TurnOutcome
 from memory.rules import MAX_BATCH_TURNS, now_ms
 from memory.settings import StoreSettings, describe_validation_error
@@ -24,6 +31,7 @@ __all__ = [
     "MAX_BATCH_TURNS",
     "MAX_SAFE_INTEGER",
     "MAX_SESSION_ID_CHARS",
+    "SESSION_ID_CONSTRAINTS",
     "SESSION_ID_RULE",
     "BatchSaveResult",
     "ChatTurn",

@@ -5,9 +5,19 @@ from __future__ import annotations
 import secrets
 import unicodedata
 
+from pydantic import StringConstraints
+
 from memory.errors import InvalidSessionIdError
 
 MAX_SESSION_ID_CHARS = 128
+# The rule as a JSON Schema states it (the server publishes these constraints in its schemas):
+# 1 to MAX_SESSION_ID_CHARS characters, none of them whitespace. JSON Schema has no portable
+# way to name Unicode categories, so the unprintable ones below are refused by
+# check_session_id alone; the schema never refuses an id that the check accepts.
+SESSION_ID_PATTERN = r"^\S+$"
+SESSION_ID_CONSTRAINTS = StringConstraints(
+    min_length=1, max_length=MAX_SESSION_ID_CHARS, pattern=SESSION_ID_PATTERN
+)
 SESSION_ID_RULE = (
     f"a session id is 1 to {MAX_SESSION_ID_CHARS} printable characters "
     "with no whitespace (letters, digits, punctuation and symbols)"

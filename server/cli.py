@@ -29,7 +29,7 @@ from memory import (
 from server.app import MCP_PATH, HttpAuth, build_http_app, build_server, http_auth, http_base_url, version
 from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_cap, guarded_protocol
 from server.envfiles import env_files, user_env_file
-from server.http_edges import is_loopback
+from server.http_edges import WILDCARD_BINDS, is_loopback
 from server.log_limits import limit_flood_prone_loggers
 from server.settings import Settings
 from server.stdio import run_stdio
@@ -42,7 +42,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # is merely slow at startup only earns a warning, so this can be strict.
 STARTUP_CHECK_SECONDS = 2.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-WILDCARD_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared against, not bound
 # Libraries that log every request at INFO; below DEBUG they only speak up for problems.
 CHATTY_LOGGERS = (
     "mcp",
@@ -231,7 +230,7 @@ async def _serve_with(
             http_base_url(args.host, args.port),
             MCP_PATH,
         )
-    if args.host in WILDCARD_HOSTS and not settings.mcp_allowed_hosts:
+    if args.host in WILDCARD_BINDS and not settings.mcp_allowed_hosts:
         logger.warning(
             "listening on all interfaces, but only loopback Host headers are accepted: "
             "set MCP_ALLOWED_HOSTS to the names clients use (others get 421)"

@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 logger = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost",)
-WILDCARD_BINDS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, not bound
+# Bind addresses that listen on every interface ("" too, to asyncio); compared against, not bound.
+WILDCARD_BINDS = ("0.0.0.0", "::", "")  # noqa: S104
 # /healthz answers load balancers that address the server by any name or IP.
 UNCHECKED_PATHS = ("/healthz",)
 

@@ -15,7 +15,7 @@ from pydantic import Field
 from memory import ChatTurn, check_session_id
 from server.errors import as_protocol_errors
 from server.isolation import StoreLookup
-from server.tools import _ttl_words as ttl_words
+from server.wording import ttl_words
 
 RESUME_PROMPT = "resume_conversation"
 GUIDE_PROMPT = "remember_conversation"

@@ -12,7 +12,7 @@ from mcp.shared.uri_template import UriTemplate
 from memory import ChatTurn, SessionStore
 from server.errors import as_protocol_errors
 from server.isolation import StoreLookup
-from server.tools import SessionTurns
+from server.results import SessionTurns
 
 JSON_TEMPLATE = "session://{session_id}"
 MARKDOWN_TEMPLATE = "session://{session_id}/markdown"
@@ -46,7 +46,7 @@ async def read_turns(store: SessionStore, session_id: str) -> list[ChatTurn]:
 
 def session_json(session_id: str, turns: Sequence[ChatTurn]) -> str:
     """The same object get_session returns: {session_id, turns, turn_count}, compact."""
-    return SessionTurns(session_id=session_id, turns=list(turns), turn_count=len(turns)).model_dump_json()
+    return SessionTurns.of(session_id, turns).model_dump_json()
 
 
 def session_markdown(session_id: str, turns: Sequence[ChatTurn]) -> str:

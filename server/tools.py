@@ -1,111 +1,90 @@
-"""The MCP tools: save_turn, save_turns, get_session and delete_session over one open store."""
+"""The MCP tools: save_turn, save_turns, get_session and delete_session.
+
+`SessionTools` does what each tool does, over one store, without MCP; `register_tools`
+publishes thin wrappers that declare the parameters and call it with the client's store.
+"""
 
 # No `from __future__ import annotations`: the tools' parameter types close over
 # settings (limits), and the SDK evaluates annotations in the module's globals.
 
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from memory import (
     MAX_BATCH_TURNS,
     MAX_SAFE_INTEGER,
     MAX_SESSION_ID_CHARS,
-    ChatTurn,
+    SESSION_ID_CONSTRAINTS,
     NewTurn,
     Role,
-    TurnOutcome,
+    SessionStore,
     new_session_id,
 )
 from server.errors import as_tool_errors
 from server.isolation import StoreLookup
+from server.results import DeletedSession, SavedTurn, SavedTurns, SessionTurns
+from server.wording import ttl_words
 
-SESSION_ID_PATTERN = r"^\S+$"
-
-
-class SavedTurn(BaseModel):
-    session_id: str = Field(description="The session the turn was saved in. Pass it to every later call.")
-    new_session: bool = Field(description="True when this call created the session.")
-    stored: bool = Field(
-        description="False when this exact turn (same role, content and timestamp) was already saved: "
-        "a retry; nothing changed."
-    )
-    timestamp: int = Field(
-        description="The turn's timestamp as stored, ms since the epoch. Repeat it when retrying this call."
-    )
-    expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
-    expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+SESSION_ID_WORDS = (
+    f"An opaque string of 1 to {MAX_SESSION_ID_CHARS} characters with no whitespace, "
+    "returned by save_turn when it starts a session, or chosen by the client application."
+)
+SessionId = Annotated[str, SESSION_ID_CONSTRAINTS, Field(description=SESSION_ID_WORDS)]
+OptionalSessionId = Annotated[
+    SessionId | None,
+    Field(description="The conversation's session id. Omit it to start a new session. " + SESSION_ID_WORDS),
+]
 
 
-class SavedTurns(BaseModel):
-    session_id: str = Field(description="The session the turns were saved in. Pass it to every later call.")
-    new_session: bool = Field(description="True when this call created the session.")
-    turns: list[TurnOutcome] = Field(
-        description="One entry per turn given, in order: its timestamp as stored (repeat it when "
-        "retrying) and whether it was stored (false: an equal turn was already saved)."
-    )
-    expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
-    expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+class SessionTools:
+    """The tools' logic over one store; memory-layer errors become ToolErrors the model reads."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    async def save_turn(self, turn: NewTurn, session_id: str | None = None) -> SavedTurn:
+        """Append one turn; without a session id, to a new session."""
+        with as_tool_errors():
+            result = await self.store.save_turn(_or_new(session_id), turn)
+        return SavedTurn.of(result)
+
+    async def save_turns(self, turns: Sequence[NewTurn], session_id: str | None = None) -> SavedTurns:
+        """Append several turns at once, all or none; without a session id, to a new session."""
+        with as_tool_errors():
+            result = await self.store.save_turns(_or_new(session_id), turns)
+        return SavedTurns.of(result)
+
+    async def get_session(self, session_id: str, last: int | None = None) -> SessionTurns:
+        """The session's turns, oldest first, or only the newest `last`."""
+        with as_tool_errors():
+            turns = await self.store.get_session(session_id, last)
+        return SessionTurns.of(session_id, turns)
+
+    async def delete_session(self, session_id: str) -> DeletedSession:
+        """Forget the session; deleted is False if nothing was stored under the id."""
+        with as_tool_errors():
+            deleted = await self.store.delete_session(session_id)
+        return DeletedSession(session_id=session_id, deleted=deleted)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
-
-
-# The turn schema inlined rather than referenced through $defs: some hosts do not
-# resolve $ref, and validating 20 turns through a $ref costs a Python client ~40% more.
-_INLINE_TURNS_SCHEMA = WithJsonSchema({"type": "array", "items": ChatTurn.model_json_schema()})
-
-
-class SessionTurns(BaseModel):
-    session_id: str
-    turns: Annotated[list[ChatTurn], _INLINE_TURNS_SCHEMA] = Field(
-        description="Oldest first. Empty if the session is unknown or expired."
-    )
-    turn_count: int = Field(description="How many turns are listed here.")
-
-
-class DeletedSession(BaseModel):
-    session_id: str
-    deleted: bool = Field(description="False if there was no such session (or it had expired).")
-
-
-def _ttl_words(seconds: int) -> str:
-    days, rest = divmod(seconds, 86_400)
-    return f"{days} days" if days and not rest else f"{seconds} seconds"
+def _or_new(session_id: str | None) -> str:
+    return new_session_id() if session_id is None else session_id
 
 
 def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: int, ttl_seconds: int) -> None:
     """Add the tools to `server`; each call uses the store `stores()` gives for its client."""
-    session_id_rule = (
-        f"An opaque string of 1 to {MAX_SESSION_ID_CHARS} characters with no whitespace, "
-        "returned by save_turn when it starts a session, or chosen by the client application."
-    )
-    SessionId = Annotated[
-        str,
-        Field(
-            description=session_id_rule,
-            min_length=1,
-            max_length=MAX_SESSION_ID_CHARS,
-            pattern=SESSION_ID_PATTERN,
-        ),
-    ]
 
+    # The wrappers' names are the tools' names, and their parameters the published input schema.
     async def save_turn(
         role: Annotated[Role, Field(description="Who wrote the content: 'user' or 'assistant'.")],
         content: Annotated[
             str, Field(description="The message text, exactly as written.", max_length=max_content_chars)
         ],
-        session_id: Annotated[
-            SessionId | None,
-            Field(
-                description="The conversation's session id. Omit it to start a new session. "
-                + session_id_rule
-            ),
-        ] = None,
+        session_id: OptionalSessionId = None,
         # StrictInt: the schema says integer, so "1732540000000" and true are refused, not coerced.
         timestamp: Annotated[
             StrictInt | None,
@@ -118,17 +97,8 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             ),
         ] = None,
     ) -> SavedTurn:
-        with as_tool_errors():
-            turn = NewTurn(role=role, content=content, timestamp=timestamp)
-            result = await stores().save_turn(new_session_id() if session_id is None else session_id, turn)
-        return SavedTurn(
-            session_id=result.session_id,
-            new_session=result.new_session,
-            stored=result.stored,
-            timestamp=result.timestamp,
-            expires_at=result.expires_at,
-            expires_at_iso=_iso(result.expires_at),
-        )
+        turn = NewTurn(role=role, content=content, timestamp=timestamp)
+        return await SessionTools(stores()).save_turn(turn, session_id)
 
     class TurnToSave(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -153,26 +123,10 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
                 max_length=MAX_BATCH_TURNS,
             ),
         ],
-        session_id: Annotated[
-            SessionId | None,
-            Field(
-                description="The conversation's session id. Omit it to start a new session. "
-                + session_id_rule
-            ),
-        ] = None,
+        session_id: OptionalSessionId = None,
     ) -> SavedTurns:
-        with as_tool_errors():
-            new_turns = [NewTurn(role=t.role, content=t.content, timestamp=t.timestamp) for t in turns]
-            result = await stores().save_turns(
-                new_session_id() if session_id is None else session_id, new_turns
-            )
-        return SavedTurns(
-            session_id=result.session_id,
-            new_session=result.new_session,
-            turns=result.turns,
-            expires_at=result.expires_at,
-            expires_at_iso=_iso(result.expires_at),
-        )
+        new_turns = [NewTurn(role=t.role, content=t.content, timestamp=t.timestamp) for t in turns]
+        return await SessionTools(stores()).save_turns(new_turns, session_id)
 
     async def get_session(
         session_id: SessionId,
@@ -180,16 +134,12 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             StrictInt | None, Field(description="Return only the newest N turns. Omit for all.", ge=1)
         ] = None,
     ) -> SessionTurns:
-        with as_tool_errors():
-            turns = await stores().get_session(session_id, last)
-        return SessionTurns(session_id=session_id, turns=turns, turn_count=len(turns))
+        return await SessionTools(stores()).get_session(session_id, last)
 
     async def delete_session(session_id: SessionId) -> DeletedSession:
-        with as_tool_errors():
-            deleted = await stores().delete_session(session_id)
-        return DeletedSession(session_id=session_id, deleted=deleted)
+        return await SessionTools(stores()).delete_session(session_id)
 
-    expiry = _ttl_words(ttl_seconds)
+    expiry = ttl_words(ttl_seconds)
     server.add_tool(
         save_turn,
         title="Save a conversation turn",

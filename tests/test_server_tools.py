@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from tests.conftest import GATEWAY_TOKEN, SettingsFactory
 from tests.support.raw import RawAccess
 
 pytestmark = pytest.mark.anyio
+
+PUBLISHED_TOOLS = Path(__file__).parent / "fixtures" / "tools_list.json"
 
 
 def server_settings(make_settings: SettingsFactory, backend: str, **overrides: Any) -> Settings:
@@ -244,6 +248,24 @@ async def test_tools_publish_titles_descriptions_and_true_annotations(client: Cl
         assert tool.annotations.idempotent_hint is idempotent
         assert tool.annotations.open_world_hint is False
         assert tool.output_schema is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_published_tools_list_is_unchanged(make_settings: SettingsFactory, backend: str) -> None:
+    """Everything a host sees of the tools at the default limits, pinned byte for byte.
+
+    After a deliberate change, write the new list (the `actual` text) to the fixture file.
+    """
+    settings = server_settings(make_settings, backend, max_content_chars=100_000, session_ttl_seconds=604_800)
+    store = await open_store(settings)
+    try:
+        async with Client(build_server(store, settings)) as client:
+            tools = (await client.list_tools()).tools
+    finally:
+        await store.aclose()
+    published = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    actual = json.dumps(published, indent=2, ensure_ascii=False) + "\n"
+    assert actual == PUBLISHED_TOOLS.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
