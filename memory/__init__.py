@@ -1,5 +1,6 @@
 """Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
 
+from memory.config import Backend, StoreConfig
 from memory.errors import (
     ConfigurationError,
     CorruptSessionError,
@@ -13,11 +14,10 @@ from memory.errors import (
     StoreUnavailableError,
     TurnTooLargeError,
 )
-from memory.factory import backend_name, open_store
+from memory.factory import open_store
 from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
 from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, TurnOutcome
 from memory.rules import MAX_BATCH_TURNS, now_ms
-from memory.settings import StoreSettings, describe_validation_error
 from memory.store import SessionStore
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "MAX_SESSION_ID_CHARS",
     "SESSION_ID_RULE",
+    "Backend",
     "BatchSaveResult",
     "ChatTurn",
     "ConfigurationError",
@@ -38,15 +39,13 @@ __all__ = [
     "SessionMemoryError",
     "SessionStore",
     "StoreAuthError",
+    "StoreConfig",
     "StoreError",
-    "StoreSettings",
     "StoreSettingsError",
     "StoreUnavailableError",
     "TurnOutcome",
     "TurnTooLargeError",
-    "backend_name",
     "check_session_id",
-    "describe_validation_error",
     "new_session_id",
     "now_ms",
     "open_store",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memory.codec import turn_prefix
+from memory.config import StoreConfig
 from memory.errors import (
     CorruptSessionError,
     InvalidRequestError,
@@ -18,7 +19,6 @@ from memory.errors import (
 from memory.keys import check_session_id, session_key
 from memory.models import ChatTurn, NewTurn
 from memory.script import PlannedTurn
-from memory.settings import StoreSettings
 
 # A batch larger than this is refused: it would be one huge command and one long lock.
 MAX_BATCH_TURNS = 100
@@ -26,7 +26,7 @@ MAX_BATCH_TURNS = 100
 
 @dataclass(frozen=True)
 class Limits:
-    """The key layout, TTL and size limits taken from the settings."""
+    """The key layout, TTL and size limits taken from the config."""
 
     key_prefix: str
     ttl_seconds: int
@@ -34,12 +34,12 @@ class Limits:
     max_session_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: StoreSettings) -> Limits:
+    def from_config(cls, config: StoreConfig) -> Limits:
         return cls(
-            key_prefix=settings.key_prefix,
-            ttl_seconds=settings.session_ttl_seconds,
-            max_content_chars=settings.max_content_chars,
-            max_session_bytes=settings.max_session_bytes,
+            key_prefix=config.key_prefix,
+            ttl_seconds=config.session_ttl_seconds,
+            max_content_chars=config.max_content_chars,
+            max_session_bytes=config.max_session_bytes,
         )
 
     def key_for(self, session_id: str) -> str:
