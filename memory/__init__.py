@@ -1,5 +1,6 @@
 """Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
 
+from memory.clock import now_ms
 from memory.config import Backend, StoreConfig
 from memory.errors import (
     ConfigurationError,
@@ -17,7 +18,7 @@ from memory.errors import (
 from memory.factory import open_store
 from memory.keys import MAX_SESSION_ID_CHARS, SESSION_ID_RULE, check_session_id, new_session_id, session_key
 from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, TurnOutcome
-from memory.rules import MAX_BATCH_TURNS, now_ms
+from memory.planning import MAX_BATCH_TURNS
 from memory.store import SessionStore
 
 __all__ = [

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from memory.config import StoreConfig
+from memory.limits import Limits
 from memory.redis_store import RedisStore
-from memory.rules import Limits
 from memory.sqlite_store import SQLiteStore
 from memory.store import SessionStore
 from memory.upstash_store import UpstashStore

@@ -26,8 +26,8 @@ from memory.exception_map import (
     starts_with,
     unreachable,
 )
-from memory.rules import Limits
-from memory.scripted import Argument, ScriptedStore
+from memory.limits import Limits
+from memory.redis_protocol_store import Argument, RedisProtocolStore
 from memory.tls_probe import answers_in_plain, plain_endpoint_error
 from memory.urls import redact_url
 
@@ -65,7 +65,7 @@ REDIS_ERRORS = (
 )
 
 
-class RedisStore(ScriptedStore):
+class RedisStore(RedisProtocolStore):
     """Sessions in a Redis-protocol server, with the same keys and script as the Upstash backend."""
 
     backend = "redis"

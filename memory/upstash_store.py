@@ -29,8 +29,8 @@ from memory.exception_map import (
     starts_with,
     unreachable,
 )
-from memory.rules import Limits
-from memory.scripted import Argument, ScriptedStore
+from memory.limits import Limits
+from memory.redis_protocol_store import Argument, RedisProtocolStore
 from memory.tls_probe import answers_in_plain, plain_endpoint_error
 from memory.urls import redact_url
 
@@ -99,7 +99,7 @@ UPSTASH_ERRORS = (
 )
 
 
-class UpstashStore(ScriptedStore):
+class UpstashStore(RedisProtocolStore):
     """Sessions in Upstash Redis: every read is one GET, every save one EVALSHA."""
 
     backend = "upstash"

@@ -13,19 +13,14 @@ from typing import ClassVar, TypeVar
 
 import anyio
 
+from memory.append_script import LuaScript, append_arguments, append_script, parse_append_reply
 from memory.codec import decode_session, decode_tail
 from memory.errors import StoreAuthError, StoreError, StoreSettingsError, StoreUnavailableError
 from memory.exception_map import Endpoint, ErrorTable, map_exceptions, rule_for
+from memory.limits import Limits
 from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
-from memory.rules import (
-    Limits,
-    check_last,
-    newest,
-    not_a_session,
-    session_full,
-    unavailable_during_save,
-)
-from memory.script import LuaScript, append_arguments, append_script, parse_append_reply
+from memory.planning import check_last, newest, plan_turns
+from memory.save_errors import not_a_session, session_full, unavailable_during_save
 from memory.store import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -39,7 +34,7 @@ _INITIAL_TURN_BYTES = 512
 _WINDOW_MARGIN = 1.25
 
 
-class ScriptedStore(ABC):
+class RedisProtocolStore(ABC):
     """A session store on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append."""
 
     backend: str
@@ -123,7 +118,7 @@ class ScriptedStore(ABC):
 
     async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
-        planned = self._limits.plan(turns)
+        planned = plan_turns(turns, self._limits.max_content_chars)
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in planned), len(planned))
         first = append_arguments(planned, self._limits.ttl_seconds, self._limits.max_session_bytes)
         # A retry may follow an attempt that ran: every turn is then looked for as it was
