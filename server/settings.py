@@ -24,8 +24,9 @@ class Settings(BaseSettings, StoreConfig):
     store only those.
     """
 
-    # Empty values count as unset, so a copied .env.example selects the default store.
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+    # Empty values count as unset, so a copied .env.example selects the default store; other
+    # variables of the environment are not ours. Read once at startup, never changed after.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
 
     mcp_auth_token: SecretStr | None = None
     mcp_tokens_file: Path | None = None
