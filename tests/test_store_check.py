@@ -110,8 +110,12 @@ async def test_upstash_url_with_a_path_is_a_setting_to_fix(
 ) -> None:
     store = await open_store(make_settings("upstash", upstash_redis_rest_url=f"{gateway.url}/v2"))
     try:
-        with pytest.raises(StoreSettingsError, match="answered HTTP 404: check UPSTASH_REDIS_REST_URL"):
+        with pytest.raises(
+            StoreSettingsError, match="answered HTTP 404: check UPSTASH_REDIS_REST_URL"
+        ) as caught:
             await store.check()
+        # The path is the mistake, so the message shows it.
+        assert str(caught.value).startswith(f"Upstash at {gateway.url}/v2 answered HTTP 404")
     finally:
         await store.aclose()
 
