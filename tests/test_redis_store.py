@@ -92,6 +92,21 @@ async def test_a_key_of_another_redis_type_is_reported_and_left_alone(
         await store.aclose()
 
 
+@pytest.mark.parametrize("last", [None, 1])
+async def test_bytes_that_are_not_utf8_read_as_replacement_characters(
+    make_settings: SettingsFactory, redis_raw: RedisRaw, key_prefix: str, last: int | None
+) -> None:
+    # As the design note's TextDecoder does: redis-py hands over bytes, so nothing fails to decode.
+    redis_raw.set(f"{key_prefix}session:s1", b'[{"role":"user","content":"a\xffb","timestamp":1}]')
+    store = await open_store(make_settings("redis"))
+    try:
+        assert await store.get_session("s1", last=last) == [
+            ChatTurn(role="user", content="a\ufffdb", timestamp=1)
+        ]
+    finally:
+        await store.aclose()
+
+
 async def test_redis_saves_keep_working_after_the_script_cache_is_flushed(
     make_settings: SettingsFactory, redis_raw: RedisRaw
 ) -> None:
