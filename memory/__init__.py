@@ -1,5 +1,7 @@
 """Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
 
+from memory.clock import now_ms
+from memory.config import Backend, StoreConfig
 from memory.errors import (
     ConfigurationError,
     CorruptSessionError,
@@ -13,7 +15,7 @@ from memory.errors import (
     StoreUnavailableError,
     TurnTooLargeError,
 )
-from memory.factory import backend_name, open_store
+from memory.factory import open_store
 from memory.keys import (
     MAX_SESSION_ID_CHARS,
     SESSION_ID_CONSTRAINTS,
@@ -23,8 +25,7 @@ from memory.keys import (
     session_key,
 )
 from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, TurnOutcome
-from memory.rules import MAX_BATCH_TURNS, now_ms
-from memory.settings import StoreSettings, describe_validation_error
+from memory.planning import MAX_BATCH_TURNS
 from memory.store import SessionStore
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "MAX_SESSION_ID_CHARS",
     "SESSION_ID_CONSTRAINTS",
     "SESSION_ID_RULE",
+    "Backend",
     "BatchSaveResult",
     "ChatTurn",
     "ConfigurationError",
@@ -46,15 +48,13 @@ __all__ = [
     "SessionMemoryError",
     "SessionStore",
     "StoreAuthError",
+    "StoreConfig",
     "StoreError",
-    "StoreSettings",
     "StoreSettingsError",
     "StoreUnavailableError",
     "TurnOutcome",
     "TurnTooLargeError",
-    "backend_name",
     "check_session_id",
-    "describe_validation_error",
     "new_session_id",
     "now_ms",
     "open_store",

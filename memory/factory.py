@@ -1,31 +1,28 @@
-"""Pick and open the backend the settings ask for."""
+"""Open the backend a `StoreConfig` names."""
 
 from __future__ import annotations
 
+from memory.config import StoreConfig
+from memory.limits import Limits
 from memory.redis_store import RedisStore
-from memory.rules import Limits
-from memory.settings import StoreSettings
 from memory.sqlite_store import SQLiteStore
 from memory.store import SessionStore
 from memory.upstash_store import UpstashStore
 
 
-def backend_name(settings: StoreSettings) -> str:
-    """Upstash when its URL and token are set, else Redis when REDIS_URL is set, else SQLite."""
-    if settings.upstash_redis_rest_url is not None:
-        return "upstash"
-    if settings.redis_url is not None:
-        return "redis"
-    return "sqlite"
-
-
-async def open_store(settings: StoreSettings) -> SessionStore:
-    """Open the store `backend_name(settings)` names; close it with `aclose()`."""
-    limits = Limits.from_settings(settings)
-    timeout, retries = settings.store_timeout_seconds, settings.store_retries
-    url, token = settings.upstash_redis_rest_url, settings.upstash_redis_rest_token
-    if url is not None and token is not None:
-        return UpstashStore(url, token.get_secret_value(), limits, timeout, retries)
-    if settings.redis_url is not None:
-        return RedisStore(settings.redis_url.get_secret_value(), limits, timeout, retries)
-    return await SQLiteStore.open(settings.sqlite_path, limits, timeout)
+async def open_store(config: StoreConfig) -> SessionStore:
+    """Open the store `config.backend` names; close it with `aclose()`."""
+    limits = Limits.from_config(config)
+    timeout, retries = config.store_timeout_seconds, config.store_retries
+    match config.backend:
+        case "upstash":
+            url, token = config.upstash_redis_rest_url, config.upstash_redis_rest_token
+            # The backend is Upstash only with both (the config's own check).
+            assert url is not None
+            assert token is not None
+            return UpstashStore(url, token.get_secret_value(), limits, timeout, retries)
+        case "redis":
+            assert config.redis_url is not None  # the backend is Redis only with REDIS_URL
+            return RedisStore(config.redis_url.get_secret_value(), limits, timeout, retries)
+        case "sqlite":
+            return await SQLiteStore.open(config.sqlite_path, limits, timeout)

@@ -13,19 +13,14 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from memory.clock import now_ms
 from memory.codec import decode_session
 from memory.errors import SessionMemoryError, StoreError, StoreUnavailableError
+from memory.limits import Limits
 from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
+from memory.planning import PlannedTurn, check_last, plan_turns
 from memory.private_files import prepare_private_database
-from memory.rules import (
-    Limits,
-    check_last,
-    not_a_session,
-    now_ms,
-    session_full,
-    unavailable_during_save,
-)
-from memory.script import PlannedTurn
+from memory.save_errors import not_a_session, session_full, unavailable_during_save
 from memory.sqlite_schema import prepare
 
 T = TypeVar("T")
@@ -83,7 +78,7 @@ class SQLiteStore:
 
     async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
-        planned = self._limits.plan(turns)
+        planned = plan_turns(turns, self._limits.max_content_chars)
         try:
             created, outcomes, expires_at = await self._run(self._append, key, planned)
         except StoreUnavailableError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -11,18 +12,27 @@ from upstash_redis.errors import UpstashError
 
 from memory.errors import (
     CorruptSessionError,
-    SessionMemoryError,
     StoreAuthError,
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
 )
-from memory.failures import answers_in_plain, network_error, plain_endpoint_error
-from memory.rules import Limits
-from memory.scripted import Argument, ScriptedStore
-
-_AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "NOPERM", "UNAUTHORIZED", "INVALID OR MISSING AUTH TOKEN")
-_BUSY_MARKERS = ("BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+from memory.exception_map import (
+    Endpoint,
+    ErrorRule,
+    busy,
+    contains,
+    foreign_type,
+    is_busy,
+    not_utf8,
+    refused,
+    starts_with,
+    unreachable,
+)
+from memory.limits import Limits
+from memory.redis_protocol_store import Argument, RedisProtocolStore
+from memory.tls_probe import answers_in_plain, plain_endpoint_error
+from memory.urls import redact_url
 
 
 class HttpStatusError(Exception):
@@ -39,16 +49,67 @@ async def _raise_for_telling_status(response: httpx.Response) -> None:
         raise HttpStatusError(status)
 
 
-class UpstashStore(ScriptedStore):
+def _status(*statuses: int) -> Callable[[Exception], bool]:
+    return lambda exc: isinstance(exc, HttpStatusError) and exc.status in statuses
+
+
+def _rejected_token(exc: Exception, endpoint: Endpoint) -> StoreAuthError:
+    return StoreAuthError(
+        f"{endpoint.what} rejected the token: check UPSTASH_REDIS_REST_TOKEN "
+        "(it must be the database's REST token, not a read-only one)"
+    )
+
+
+def _not_found(exc: Exception, endpoint: Endpoint) -> StoreSettingsError:
+    return StoreSettingsError(
+        f"{endpoint.what} answered HTTP 404: check {endpoint.variable} "
+        "(the database's REST URL, with no path)"
+    )
+
+
+def _server_error(exc: Exception, endpoint: Endpoint) -> StoreUnavailableError:
+    return StoreUnavailableError(f"{endpoint.what} answered {exc}; try again later")
+
+
+def _not_json(exc: Exception, endpoint: Endpoint) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"{endpoint.what} answered with something that is not JSON (an outage or a proxy error page); "
+        "try again later"
+    )
+
+
+# No answer, a 5xx, an answer that is not JSON (a proxy's error page), or a busy server:
+# the command may not have run, and running a save twice is harmless.
+UPSTASH_ERRORS = (
+    # The client decodes every reply as strict UTF-8.
+    ErrorRule(UnicodeDecodeError, not_utf8),
+    ErrorRule(UpstashError, foreign_type, when=starts_with("WRONGTYPE")),
+    ErrorRule(HttpStatusError, _rejected_token, when=_status(401, 403)),
+    ErrorRule(HttpStatusError, _not_found, when=_status(404)),
+    ErrorRule(HttpStatusError, _server_error, retry=True),  # only 5xx are left: see the hook above
+    ErrorRule(httpx.TransportError, unreachable, retry=True),
+    ErrorRule(json.JSONDecodeError, _not_json, retry=True),
+    ErrorRule(
+        UpstashError,
+        _rejected_token,
+        when=contains("WRONGPASS", "NOAUTH", "NOPERM", "UNAUTHORIZED", "INVALID OR MISSING AUTH TOKEN"),
+    ),
+    ErrorRule(UpstashError, busy, when=is_busy, retry=True),
+    ErrorRule(UpstashError, refused),
+)
+
+
+class UpstashStore(RedisProtocolStore):
     """Sessions in Upstash Redis: every read is one GET, every save one EVALSHA."""
 
     backend = "upstash"
+    errors = UPSTASH_ERRORS
     key_locking = True
 
     def __init__(self, url: str, token: str, limits: Limits, timeout_seconds: float, retries: int) -> None:
-        super().__init__(limits, timeout_seconds, retries)
+        endpoint = Endpoint("Upstash", redact_url(url), "UPSTASH_REDIS_REST_URL")
+        super().__init__(limits, timeout_seconds, retries, endpoint)
         parts = urlsplit(url)
-        self._location = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         self._tls_address = (parts.hostname or "", parts.port or 443) if parts.scheme == "https" else None
         # Retries are ours (100 ms, then 200 ms apart, within the timeout); the client's own
         # wait 3 s each and would outlive the timeout.
@@ -56,10 +117,6 @@ class UpstashStore(ScriptedStore):
         # The client reads only the JSON body, so a 503 with a JSON error would read like a refused
         # command; the status, seen first, tells an outage from bad credentials or a wrong URL.
         self._client._http._client.event_hooks["response"].append(_raise_for_telling_status)
-
-    @property
-    def location(self) -> str:
-        return self._location
 
     async def _command(self, *args: Argument) -> object:
         return await self._client.execute(list(args))
@@ -79,59 +136,8 @@ class UpstashStore(ScriptedStore):
             "the value stored at the session key is not UTF-8 text; it was left unchanged"
         )
 
-    def _is_transient(self, exc: Exception) -> bool:
-        # No answer, a 5xx, an answer that is not JSON (a proxy's error page), or a busy
-        # server: the command may not have run, and running a save twice is harmless.
-        if isinstance(exc, HttpStatusError):
-            return exc.status >= 500
-        if isinstance(exc, UpstashError):
-            return str(exc).upper().startswith(_BUSY_MARKERS)
-        return isinstance(exc, (httpx.TransportError, json.JSONDecodeError))
-
     def _is_noscript(self, exc: Exception) -> bool:
         return isinstance(exc, UpstashError) and "NOSCRIPT" in str(exc).upper()
-
-    def _translate(self, exc: Exception) -> SessionMemoryError | None:
-        if isinstance(exc, HttpStatusError):
-            return self._status_error(exc.status)
-        if isinstance(exc, httpx.TransportError):
-            return network_error(
-                exc, f"Upstash at {self._location}", "UPSTASH_REDIS_REST_URL"
-            ) or StoreUnavailableError(
-                f"could not reach Upstash at {self._location} ({type(exc).__name__}); try again later"
-            )
-        if isinstance(exc, json.JSONDecodeError):
-            return StoreUnavailableError(
-                f"Upstash at {self._location} answered with something that is not JSON "
-                "(an outage or a proxy error page); try again later"
-            )
-        if isinstance(exc, UnicodeDecodeError):
-            return CorruptSessionError(
-                "the value stored at the session key is not UTF-8 text; it was left unchanged"
-            )
-        if isinstance(exc, UpstashError):
-            message = str(exc)
-            if any(marker in message.upper() for marker in _AUTH_MARKERS):
-                return self._status_error(401)
-            if message.upper().startswith(_BUSY_MARKERS):
-                return StoreUnavailableError(
-                    f"Upstash at {self._location} is busy ({message.split()[0].upper()}); try again later"
-                )
-            return StoreError(f"Upstash refused the command: {message}")
-        return None
-
-    def _status_error(self, status: int) -> StoreError:
-        if status in (401, 403):
-            return StoreAuthError(
-                f"Upstash at {self._location} rejected the token: check UPSTASH_REDIS_REST_TOKEN "
-                "(it must be the database's REST token, not a read-only one)"
-            )
-        if status == 404:
-            return StoreSettingsError(
-                f"Upstash at {self._location} answered HTTP 404: check UPSTASH_REDIS_REST_URL "
-                "(the database's REST URL, with no path)"
-            )
-        return StoreUnavailableError(f"Upstash at {self._location} answered HTTP {status}; try again later")
 
     async def _plain_port_error(self) -> StoreSettingsError | None:
         if self._tls_address is None:
@@ -139,7 +145,7 @@ class UpstashStore(ScriptedStore):
         host, port = self._tls_address
         greeting = f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode()
         if await answers_in_plain(host, port, greeting, (b"HTTP/",)):
-            return plain_endpoint_error(f"Upstash at {self._location}", "UPSTASH_REDIS_REST_URL", "http://")
+            return plain_endpoint_error(self.endpoint, "http://")
         return None
 
     async def aclose(self) -> None:

@@ -22,8 +22,6 @@ from memory import (
     SessionMemoryError,
     SessionStore,
     StoreUnavailableError,
-    backend_name,
-    describe_validation_error,
     open_store,
 )
 from server.app import MCP_PATH, HttpAuth, build_http_app, build_server, http_auth, http_base_url, version
@@ -31,7 +29,7 @@ from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_
 from server.envfiles import env_files, user_env_file
 from server.http_edges import WILDCARD_BINDS, is_loopback
 from server.log_limits import limit_flood_prone_loggers
-from server.settings import Settings
+from server.settings import Settings, describe_validation_error
 from server.stdio import run_stdio
 from server.tokens_file import TokensFileError
 
@@ -160,7 +158,7 @@ async def serve(
         group.cancel_scope.cancel()
     if failure is not None:
         # The SQLite path is left out of errors sent to clients; the operator needs it here.
-        where = f" (SQLITE_PATH {settings.sqlite_path})" if backend_name(settings) == "sqlite" else ""
+        where = f" (SQLITE_PATH {settings.sqlite_path})" if settings.backend == "sqlite" else ""
         raise SystemExit(f"session-memory-mcp: {failure}{where}")
 
 
@@ -173,7 +171,7 @@ async def _serve_store(
 ) -> SessionMemoryError | None:
     """Serve; a store error that stops the server before it serves is returned, not raised."""
     try:
-        store = await open_store(settings)
+        store = await open_store(settings.store_config())
     except SessionMemoryError as exc:
         return exc
     try:

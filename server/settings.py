@@ -1,4 +1,5 @@
-"""All settings of the server: the store's, plus those of the HTTP transport."""
+"""All settings of the server, read from the environment and `.env` files: the store's, plus those
+of the HTTP transport."""
 
 from __future__ import annotations
 
@@ -7,17 +8,25 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from memory import ConfigurationError, StoreSettings
+from memory import ConfigurationError, StoreConfig
 
 MIN_TOKEN_CHARS = 16
 Isolation = Literal["shared", "per-client"]
 
 
-class Settings(StoreSettings):
-    """Read from the environment and `.env`; see `.env.example` for each one."""
+class Settings(BaseSettings, StoreConfig):
+    """Read from the environment and `.env`; see `.env.example` for each one.
+
+    The store's fields, defaults and checks are `StoreConfig`'s; `store_config()` hands the
+    store only those.
+    """
+
+    # Empty values count as unset, so a copied .env.example selects the default store; other
+    # variables of the environment are not ours. Read once at startup, never changed after.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
 
     mcp_auth_token: SecretStr | None = None
     mcp_tokens_file: Path | None = None
@@ -52,7 +61,7 @@ class Settings(StoreSettings):
             raise ValueError("must be an https:// URL (http:// only for a loopback address)")
         return url
 
-    # Named apart from StoreSettings' validators: a subclass's validator of the same name
+    # Named apart from StoreConfig's validators: a subclass's validator of the same name
     # replaces the parent's, which would silently drop UPSTASH_REDIS_REST_URL's check.
     @field_validator("mcp_jwt_issuer", "mcp_public_url")
     @classmethod
@@ -84,6 +93,10 @@ class Settings(StoreSettings):
             raise ConfigurationError("MCP_JWT_REQUIRED_SCOPES needs the JWT mode (MCP_JWT_*)")
         return self
 
+    def store_config(self) -> StoreConfig:
+        """The store's part of the settings, as the value `memory.open_store` takes."""
+        return StoreConfig(**{name: getattr(self, name) for name in StoreConfig.model_fields})
+
     @property
     def jwt_mode(self) -> bool:
         return self.mcp_jwt_jwks_url is not None
@@ -97,6 +110,16 @@ class Settings(StoreSettings):
     @property
     def auth_configured(self) -> bool:
         return self.jwt_mode or self.mcp_auth_token is not None or self.mcp_tokens_file is not None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per invalid setting, named as its environment variable, never with its value."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
+        name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "\n".join(lines)
 
 
 def _is_http_url(url: str) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from memory import SessionStore, StoreSettings, open_store
+from memory import SessionStore, StoreConfig, open_store
 from tests.support.gateway import UpstashGateway
 from tests.support.raw import RawAccess, RedisRaw, SQLiteRaw
 from tests.support.redis_server import RedisServer
@@ -17,7 +17,7 @@ from tests.support.redis_server import RedisServer
 GATEWAY_TOKEN = "test-token-5f2b9c"
 BACKENDS = ["sqlite", "redis", "upstash"]
 
-SettingsFactory = Callable[..., StoreSettings]
+SettingsFactory = Callable[..., StoreConfig]
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def make_settings(
 ) -> SettingsFactory:
     """Settings selecting one backend, independent of the environment the tests run in."""
 
-    def make(backend: str, **overrides: Any) -> StoreSettings:
+    def make(backend: str, **overrides: Any) -> StoreConfig:
         fields: dict[str, Any] = {
             "upstash_redis_rest_url": None,
             "upstash_redis_rest_token": None,
@@ -78,7 +78,7 @@ def make_settings(
         elif backend == "redis":
             fields["redis_url"] = redis_server.url
         fields |= overrides
-        return StoreSettings(**fields)
+        return StoreConfig(**fields)
 
     return make
 

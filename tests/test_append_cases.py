@@ -8,7 +8,7 @@ import functools
 import anyio
 import pytest
 
-import memory.rules as rules
+import memory.planning as planning
 from memory import (
     ChatTurn,
     CorruptSessionError,
@@ -18,7 +18,7 @@ from memory import (
     SessionStore,
     open_store,
 )
-from memory.script import append_script
+from memory.append_script import append_script
 from tests.conftest import SettingsFactory
 from tests.support.gateway import UpstashGateway
 from tests.support.raw import RawAccess, RedisRaw
@@ -75,7 +75,7 @@ async def test_the_servers_stamp_moves_past_an_equal_turn(
     first = await store.save_turn("s1", turn("ok", None))
     assert first.stored
     assert first.timestamp < future
-    monkeypatch.setattr(rules, "server_stamp", lambda: future)
+    monkeypatch.setattr(planning, "server_stamp", lambda: future)
     moved = await store.save_turn("s1", turn("ok", None))
     assert (moved.stored, moved.timestamp) == (True, future + 1)
     assert [t.timestamp for t in await store.get_session("s1")] == [future, first.timestamp, future + 1]

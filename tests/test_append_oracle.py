@@ -24,7 +24,7 @@ from memory import (
     CorruptSessionError,
     NewTurn,
     SessionStore,
-    StoreSettings,
+    StoreConfig,
     open_store,
 )
 from tests.conftest import GATEWAY_TOKEN
@@ -69,7 +69,7 @@ def backend(
     elif name == "redis":
         fields["redis_url"] = redis_server.url
     with start_blocking_portal() as portal:
-        store = portal.call(open_store, StoreSettings(**fields))  # type: ignore[arg-type]
+        store = portal.call(open_store, StoreConfig(**fields))
         raw: RawAccess = SQLiteRaw(path) if name == "sqlite" else RedisRaw(redis_server.port)
         yield Backend(name, store, raw, portal)
         portal.call(store.aclose)

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from memory import ChatTurn, SessionStore, StoreSettings, open_store
+from memory import ChatTurn, SessionStore, StoreConfig, open_store
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -50,10 +50,10 @@ async def test_concurrent_writers_on_one_session_lose_nothing(
 WRITER_PROCESS = """
 import asyncio, sys
 from pathlib import Path
-from memory import ChatTurn, StoreSettings, open_store
+from memory import ChatTurn, StoreConfig, open_store
 
 async def main(writer: int) -> None:
-    settings = StoreSettings(
+    settings = StoreConfig(
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None,
         sqlite_path=Path(sys.argv[2]), store_timeout_seconds=30,
     )
@@ -75,7 +75,7 @@ async def test_sqlite_writers_in_separate_processes_lose_nothing(tmp_path: Path)
     ]
     for child in children:
         assert await anyio.to_thread.run_sync(child.wait) == 0
-    settings = StoreSettings(
+    settings = StoreConfig(
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None, sqlite_path=path
     )
     store = await open_store(settings)

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from memory import ChatTurn, StoreSettings, open_store
+from memory import ChatTurn, StoreConfig, open_store
 from memory.sqlite_store import _translate
 from server.app import build_server
 from server.settings import Settings
@@ -35,7 +35,7 @@ def mode(path: Path) -> int:
 
 async def test_a_new_database_is_private_with_its_wal_and_shm_files(tmp_path: Path, umask: int) -> None:
     database = tmp_path / "data" / "memory" / "sessions.sqlite3"
-    store = await open_store(StoreSettings(sqlite_path=database))
+    store = await open_store(StoreConfig(sqlite_path=database))
     try:
         await store.save_turn("s", ChatTurn(role="user", content="private", timestamp=1))
         assert mode(database.parent) == 0o700
@@ -52,7 +52,7 @@ async def test_an_existing_database_open_to_others_gets_a_warning(
     sqlite3.connect(database).close()
     database.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="memory.private_files"):
-        store = await open_store(StoreSettings(sqlite_path=database))
+        store = await open_store(StoreConfig(sqlite_path=database))
         await store.aclose()
     assert f"{database} can be read by other users (mode 644)" in caplog.text
     assert mode(database) == 0o644, "an existing file's mode is the operator's to change"
@@ -69,7 +69,7 @@ async def test_a_private_database_gets_no_warning(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="memory.private_files"):
         for _ in range(2):  # created, then opened again
-            store = await open_store(StoreSettings(sqlite_path=private_directory / "sessions.sqlite3"))
+            store = await open_store(StoreConfig(sqlite_path=private_directory / "sessions.sqlite3"))
             await store.aclose()
     assert caplog.text == ""
 

@@ -59,6 +59,22 @@ async def test_unreachable_server_is_unavailable_not_empty(make_settings: Settin
         await store.aclose()
 
 
+async def test_an_ipv6_url_is_shown_bracketed_and_without_its_password(
+    make_settings: SettingsFactory,
+) -> None:
+    port = free_port()
+    store = await open_store(make_settings("redis", redis_url=f"redis://alice:s3cret@[::1]:{port}/0"))
+    try:
+        assert store.location == f"redis://[::1]:{port}/0"
+        with pytest.raises(StoreUnavailableError) as caught:
+            await store.get_session("s1")
+        assert str(caught.value).startswith(f"Redis at redis://[::1]:{port}/0 refused the connection")
+        assert "s3cret" not in str(caught.value)
+        assert "alice" not in str(caught.value)
+    finally:
+        await store.aclose()
+
+
 @pytest.mark.parametrize("backend", ["redis", "upstash"])
 async def test_a_key_of_another_redis_type_is_reported_and_left_alone(
     make_settings: SettingsFactory, redis_raw: RedisRaw, key_prefix: str, backend: str
@@ -72,6 +88,21 @@ async def test_a_key_of_another_redis_type_is_reported_and_left_alone(
         with pytest.raises(CorruptSessionError, match="left unchanged"):
             await store.save_turn("s1", HI)
         assert redis_raw.client.hgetall(key) == {b"field": b"value"}
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("last", [None, 1])
+async def test_bytes_that_are_not_utf8_read_as_replacement_characters(
+    make_settings: SettingsFactory, redis_raw: RedisRaw, key_prefix: str, last: int | None
+) -> None:
+    # As the design note's TextDecoder does: redis-py hands over bytes, so nothing fails to decode.
+    redis_raw.set(f"{key_prefix}session:s1", b'[{"role":"user","content":"a\xffb","timestamp":1}]')
+    store = await open_store(make_settings("redis"))
+    try:
+        assert await store.get_session("s1", last=last) == [
+            ChatTurn(role="user", content="a\ufffdb", timestamp=1)
+        ]
     finally:
         await store.aclose()
 

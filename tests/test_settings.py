@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from memory import ConfigurationError, StoreSettings, backend_name
-from memory.settings import describe_validation_error
-from server.settings import Settings
+from memory import ConfigurationError, StoreConfig
+from server.settings import Settings, describe_validation_error
 from tests.support.processes import CONSOLE_SCRIPT, child_env
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
@@ -52,25 +51,25 @@ def test_env_example_as_copied_selects_the_embedded_store(monkeypatch: pytest.Mo
         if match := re.match(r"^([A-Z_]+)=(.*)$", line):
             monkeypatch.setenv(match[1], match[2])
     settings = Settings()
-    assert backend_name(settings) == "sqlite"
+    assert settings.backend == "sqlite"
     assert settings.mcp_auth_token is None
     assert settings.session_ttl_seconds == 604800
 
 
 def test_no_configuration_selects_sqlite() -> None:
-    assert backend_name(StoreSettings()) == "sqlite"
+    assert Settings().backend == "sqlite"
 
 
 def test_redis_url_selects_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
-    assert backend_name(StoreSettings()) == "redis"
+    assert Settings().backend == "redis"
 
 
 def test_upstash_variables_select_upstash_even_with_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTASH_REDIS_REST_URL", "https://example.upstash.io")
     monkeypatch.setenv("UPSTASH_REDIS_REST_TOKEN", "token")
     monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
-    assert backend_name(StoreSettings()) == "upstash"
+    assert Settings().backend == "upstash"
 
 
 @pytest.mark.parametrize("present", ["UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"])
@@ -79,18 +78,59 @@ def test_half_an_upstash_configuration_is_refused(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(
         ConfigurationError, match="set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN"
     ):
-        StoreSettings()
+        Settings()
 
 
 def test_validation_errors_are_described_without_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "http://user:hunter2@localhost")
     monkeypatch.setenv("SESSION_TTL_SECONDS", "0")
     with pytest.raises(ValidationError) as caught:
-        StoreSettings()
+        Settings()
     described = describe_validation_error(caught.value)
     assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
     assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
     assert "hunter2" not in described
+
+
+def test_a_store_config_built_in_code_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    monkeypatch.setenv("SESSION_TTL_SECONDS", "60")
+    config = StoreConfig()
+    assert config.backend == "sqlite"
+    assert config.session_ttl_seconds == 604800
+
+
+def test_the_store_config_of_the_settings_holds_the_store_fields_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:s3cret@localhost:6379/0")
+    monkeypatch.setenv("KEY_PREFIX", "app:")
+    monkeypatch.setenv("MCP_AUTH_TOKEN", "a-token-of-sixteen-chars")
+    config = Settings().store_config()
+    assert type(config) is StoreConfig
+    assert config.backend == "redis"
+    assert config.key_prefix == "app:"
+    assert config.redis_url is not None
+    assert config.redis_url.get_secret_value() == "redis://:s3cret@localhost:6379/0"
+    assert "s3cret" not in repr(config)
+    assert not hasattr(config, "mcp_auth_token")
+    with pytest.raises(ValidationError, match="frozen"):
+        config.key_prefix = "other:"  # type: ignore[misc]
+
+
+def test_a_store_config_built_in_code_is_checked_like_the_settings() -> None:
+    with pytest.raises(ValidationError) as caught:
+        StoreConfig(redis_url="http://user:hunter2@localhost", session_ttl_seconds=0)
+    described = describe_validation_error(caught.value)
+    assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
+    assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
+    assert "hunter2" not in described
+    with pytest.raises(
+        ConfigurationError, match="set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN"
+    ):
+        StoreConfig(upstash_redis_rest_url="https://example.upstash.io")
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        StoreConfig(redis_uri="redis://localhost")  # type: ignore[call-arg]
 
 
 def test_allowed_hosts_and_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +164,7 @@ def test_a_malformed_redis_url_is_named_without_any_part_of_it(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", url)
     with pytest.raises(ValidationError) as caught:
-        StoreSettings()
+        Settings()
     described = describe_validation_error(caught.value)
     assert described.startswith("REDIS_URL: is not a well-formed URL; percent-encode")
     for fragment in ("hun", "ter2", "redis-host", "6379", "zzport"):
@@ -143,7 +183,7 @@ def test_a_malformed_redis_url_is_named_without_any_part_of_it(
 )
 def test_well_formed_redis_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("REDIS_URL", url)
-    assert backend_name(StoreSettings()) == "redis"
+    assert Settings().backend == "redis"
 
 
 def test_a_malformed_redis_url_stops_the_console_script_without_a_traceback() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreSettings, open_store
+from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreConfig, open_store
 from tests.support.raw import SQLiteRaw
 
 pytestmark = pytest.mark.anyio
@@ -29,8 +29,8 @@ LEGACY_SCHEMA = (
 FAR_FUTURE = 4_102_444_800_000
 
 
-def settings_for(path: Path) -> StoreSettings:
-    return StoreSettings(
+def settings_for(path: Path) -> StoreConfig:
+    return StoreConfig(
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None, sqlite_path=path
     )
 
@@ -128,9 +128,9 @@ def write_legacy_file(path: Path, sessions: int, turns: int) -> dict[str, str]:
 OPEN_AND_CLOSE = """
 import sys, anyio
 from pathlib import Path
-from memory import StoreSettings, open_store
+from memory import StoreConfig, open_store
 async def main():
-    settings = StoreSettings(upstash_redis_rest_url=None, upstash_redis_rest_token=None,
+    settings = StoreConfig(upstash_redis_rest_url=None, upstash_redis_rest_token=None,
                              redis_url=None, sqlite_path=Path(sys.argv[1]))
     print("opening", flush=True)
     store = await open_store(settings)

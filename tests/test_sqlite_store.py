@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from memory import ChatTurn, StoreUnavailableError, open_store
-from memory.settings import default_sqlite_path
+from memory.config import default_sqlite_path
 from tests.conftest import SettingsFactory
 from tests.support.sqlite_lock import locked_by_another_process
 

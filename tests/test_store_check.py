@@ -23,10 +23,10 @@ from memory import (
     StoreUnavailableError,
     open_store,
 )
-from memory.failures import answers_in_plain, network_error
-from memory.redis_store import RedisStore
-from memory.rules import Limits
-from memory.upstash_store import HttpStatusError
+from memory.exception_map import Endpoint, rule_for, translate, unreachable
+from memory.redis_store import REDIS_ERRORS
+from memory.tls_probe import answers_in_plain
+from memory.upstash_store import UPSTASH_ERRORS, HttpStatusError, UpstashStore
 from tests.conftest import SettingsFactory
 from tests.support.gateway import Fault, UpstashGateway
 from tests.support.redis_server import RedisServer, free_port
@@ -110,8 +110,12 @@ async def test_upstash_url_with_a_path_is_a_setting_to_fix(
 ) -> None:
     store = await open_store(make_settings("upstash", upstash_redis_rest_url=f"{gateway.url}/v2"))
     try:
-        with pytest.raises(StoreSettingsError, match="answered HTTP 404: check UPSTASH_REDIS_REST_URL"):
+        with pytest.raises(
+            StoreSettingsError, match="answered HTTP 404: check UPSTASH_REDIS_REST_URL"
+        ) as caught:
             await store.check()
+        # The path is the mistake, so the message shows it.
+        assert str(caught.value).startswith(f"Upstash at {gateway.url}/v2 answered HTTP 404")
     finally:
         await store.aclose()
 
@@ -168,12 +172,13 @@ async def test_a_redis_busy_running_a_script_is_unavailable_not_refused(
 )
 def test_redis_replies_a_server_cannot_give_on_demand_are_outages(error: Exception) -> None:
     # LOADING needs a restart with a large data set, the others a cluster: replies built here.
-    store = RedisStore("redis://127.0.0.1:1/0", Limits("", 60, 100, 1024), 1.0, 0)
-    translated = store._translate(error)
+    translated = translate(REDIS_ERRORS, error, Endpoint("Redis", "redis://127.0.0.1:1/0", "REDIS_URL"))
     assert isinstance(translated, StoreUnavailableError)
     assert str(translated).endswith("try again later")
     assert "refused the command" not in str(translated)
-    assert store._is_transient(error)
+    rule = rule_for(REDIS_ERRORS, error)
+    assert rule is not None
+    assert rule.retry
 
 
 # -- network failures a test cannot cause without the network -------------------------------------
@@ -186,7 +191,7 @@ def chained(outer: Exception, cause: BaseException) -> Exception:
 
 def test_a_dns_failure_is_an_outage_that_names_the_variable() -> None:
     error = chained(redis_errors.ConnectionError("Error -2 connecting"), socket.gaierror(-2, "Name unknown"))
-    translated = network_error(error, "Redis at redis://nowhere:6379", "REDIS_URL")
+    translated = unreachable(error, Endpoint("Redis", "redis://nowhere:6379", "REDIS_URL"))
     assert isinstance(translated, StoreUnavailableError)
     assert str(translated) == (
         "the host name of Redis at redis://nowhere:6379 did not resolve: check REDIS_URL and the network; "
@@ -196,7 +201,7 @@ def test_a_dns_failure_is_an_outage_that_names_the_variable() -> None:
 
 def test_a_tls_error_is_a_setting_to_fix() -> None:
     error = chained(redis_errors.ConnectionError("SSL"), ssl.SSLError(1, "WRONG_VERSION_NUMBER"))
-    translated = network_error(error, "Redis at rediss://host:6379", "REDIS_URL")
+    translated = unreachable(error, Endpoint("Redis", "rediss://host:6379", "REDIS_URL"))
     assert isinstance(translated, StoreSettingsError)
     assert "the TLS handshake with Redis at rediss://host:6379 failed: check REDIS_URL" in str(translated)
 
@@ -216,7 +221,8 @@ async def test_each_telling_upstash_status_is_worded_once_by_kind(
     # 403 and 502 come from Upstash's edge or a proxy, which the test gateway does not imitate.
     store = await open_store(make_settings("upstash"))
     try:
-        error = store._translate(HttpStatusError(status))  # type: ignore[attr-defined]
+        assert isinstance(store, UpstashStore)
+        error = translate(UPSTASH_ERRORS, HttpStatusError(status), store.endpoint)
     finally:
         await store.aclose()
     assert isinstance(error, kind)
@@ -231,11 +237,13 @@ async def test_an_upstash_busy_reply_is_an_outage_and_retried(
     # The replies the Redis test above gets for real, as Upstash's JSON error body carries them.
     store = await open_store(make_settings("upstash"))
     try:
-        error = store._translate(UpstashError(reply))  # type: ignore[attr-defined]
-        transient = store._is_transient(UpstashError(reply))  # type: ignore[attr-defined]
+        assert isinstance(store, UpstashStore)
+        error = translate(UPSTASH_ERRORS, UpstashError(reply), store.endpoint)
     finally:
         await store.aclose()
     assert isinstance(error, StoreUnavailableError)
     assert str(error).endswith("try again later")
     assert "refused the command" not in str(error)
-    assert transient
+    rule = rule_for(UPSTASH_ERRORS, UpstashError(reply))
+    assert rule is not None
+    assert rule.retry

@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from memory import ChatTurn, NewTurn, SessionStore, StoreAuthError, StoreUnavailableError, open_store
+from memory import (
+    ChatTurn,
+    CorruptSessionError,
+    NewTurn,
+    SessionStore,
+    StoreAuthError,
+    StoreUnavailableError,
+    open_store,
+)
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
 from tests.support.gateway import Fault, UpstashGateway
 from tests.support.raw import RedisRaw
@@ -169,6 +177,19 @@ async def test_unreachable_store_is_not_confused_with_a_missing_session(
         await upstash.get_session("s1")
     gateway.start()
     assert await upstash.get_session("s1") == [turn("kept")]
+
+
+@pytest.mark.parametrize("last", [None, 1])
+async def test_a_value_that_is_not_utf8_is_reported_and_left_alone(
+    upstash: SessionStore, redis_raw: RedisRaw, key_prefix: str, last: int | None
+) -> None:
+    # The REST client decodes every reply as strict UTF-8; Redis itself stores any bytes.
+    key = f"{key_prefix}session:s1"
+    value = b'[{"role":"user","content":"\xff\xfe","timestamp":1}]'
+    redis_raw.set(key, value)
+    with pytest.raises(CorruptSessionError, match=r"^the value stored at the session key is not UTF-8 text"):
+        await upstash.get_session("s1", last=last)
+    assert redis_raw.get(key) == value
 
 
 async def test_location_is_the_endpoint_url(upstash: SessionStore, gateway: UpstashGateway) -> None:

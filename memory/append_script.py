@@ -1,4 +1,5 @@
-"""The Lua script that appends turns, shared by the Redis and Upstash backends."""
+"""The Lua script that appends turns (`append_turns.lua`), its arguments and its reply,
+shared by the Redis and Upstash backends."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from dataclasses import dataclass
 from importlib import resources
 
 from memory.errors import StoreError
+from memory.planning import PlannedTurn
 
 # Upstash runs a script under its global lock unless the script's first line says it
 # touches only the keys it is given; Redis and Valkey refuse the flag.
 KEY_LOCKING_SHEBANG = "#!lua flags=allow-key-locking\n"
-
-TurnMode = str  # 'keep' (the caller's timestamp) or 'move' (the server's)
 
 
 @dataclass(frozen=True)
@@ -33,22 +33,6 @@ def append_script(key_locking: bool) -> LuaScript:
     """The append script, with Upstash's key-locking flag when `key_locking`."""
     source = resources.files("memory").joinpath("append_turns.lua").read_text(encoding="utf-8")
     return LuaScript.of(KEY_LOCKING_SHEBANG + source if key_locking else source)
-
-
-@dataclass(frozen=True)
-class PlannedTurn:
-    """A turn ready to append: its JSON up to the timestamp, the timestamp, the mode."""
-
-    role: str
-    content: str
-    prefix: str
-    timestamp: int
-    mode: TurnMode
-
-    @property
-    def text(self) -> str:
-        """The turn as stored: JSON.stringify's layout."""
-        return f"{self.prefix}{self.timestamp}}}"
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,24 @@
-"""Settings of the memory layer, read from the environment (and `.env`)."""
+"""What a store needs to open: which backend, where it is, and the limits every backend enforces.
+
+A plain frozen value, built in code or from the server's settings; nothing here reads the
+environment.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from memory.errors import ConfigurationError
 
 APP_NAME = "session-memory-mcp"
 SEVEN_DAYS_SECONDS = 7 * 24 * 60 * 60
+
+Backend = Literal["upstash", "redis", "sqlite"]
 
 
 def default_sqlite_path() -> Path:
@@ -20,11 +26,10 @@ def default_sqlite_path() -> Path:
     return platformdirs.user_data_path(APP_NAME) / "sessions.sqlite3"
 
 
-class StoreSettings(BaseSettings):
-    """Which store to use and the limits every store enforces."""
+class StoreConfig(BaseModel):
+    """Which store to use and the limits every store enforces; each field is the setting of that name."""
 
-    # Empty values count as unset, so a copied .env.example selects the default store.
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     upstash_redis_rest_url: str | None = None
     upstash_redis_rest_token: SecretStr | None = None
@@ -73,12 +78,21 @@ class StoreSettings(BaseSettings):
         return path.expanduser().resolve()
 
     @model_validator(mode="after")
-    def _upstash_needs_both(self) -> StoreSettings:
+    def _upstash_needs_both(self) -> StoreConfig:
         if (self.upstash_redis_rest_url is None) != (self.upstash_redis_rest_token is None):
             raise ConfigurationError(
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
         return self
+
+    @property
+    def backend(self) -> Backend:
+        """Upstash when its URL and token are set, else Redis when REDIS_URL is set, else SQLite."""
+        if self.upstash_redis_rest_url is not None:
+            return "upstash"
+        if self.redis_url is not None:
+            return "redis"
+        return "sqlite"
 
 
 def _check_port(url: str) -> None:
@@ -101,13 +115,3 @@ def _well_formed_redis_url(url: str) -> bool:
         return False
     database = parts.path.removeprefix("/")
     return bool(parts.hostname) and (database == "" or database.isdigit())
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per invalid setting, named as its environment variable, never with its value."""
-    lines = []
-    for problem in error.errors(include_url=False, include_input=False, include_context=False):
-        name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{name}: {message}")
-    return "\n".join(lines)

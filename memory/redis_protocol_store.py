@@ -9,29 +9,18 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import anyio
 
+from memory.append_script import LuaScript, append_arguments, append_script, parse_append_reply
 from memory.codec import decode_session, decode_tail
-from memory.errors import (
-    CorruptSessionError,
-    SessionMemoryError,
-    StoreAuthError,
-    StoreError,
-    StoreSettingsError,
-    StoreUnavailableError,
-)
+from memory.errors import StoreAuthError, StoreError, StoreSettingsError, StoreUnavailableError
+from memory.exception_map import Endpoint, ErrorTable, map_exceptions, rule_for
+from memory.limits import Limits
 from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
-from memory.rules import (
-    Limits,
-    check_last,
-    newest,
-    not_a_session,
-    session_full,
-    unavailable_during_save,
-)
-from memory.script import LuaScript, append_arguments, append_script, parse_append_reply
+from memory.planning import check_last, newest, plan_turns
+from memory.save_errors import not_a_session, session_full, unavailable_during_save
 from memory.store import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -45,22 +34,25 @@ _INITIAL_TURN_BYTES = 512
 _WINDOW_MARGIN = 1.25
 
 
-class ScriptedStore(ABC):
+class RedisProtocolStore(ABC):
     """A session store on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append."""
 
     backend: str
+    # The backend's client exceptions and the memory errors they become.
+    errors: ClassVar[ErrorTable]
     # Upstash's flag that limits a script's lock to its keys; Redis refuses it.
     key_locking: bool = False
 
-    def __init__(self, limits: Limits, timeout_seconds: float, retries: int) -> None:
+    def __init__(self, limits: Limits, timeout_seconds: float, retries: int, endpoint: Endpoint) -> None:
         self._limits = limits
         self._timeout = timeout_seconds
         self._retries = retries
         self._turn_bytes = float(_INITIAL_TURN_BYTES)
+        self.endpoint = endpoint
 
     @property
-    @abstractmethod
-    def location(self) -> str: ...
+    def location(self) -> str:
+        return self.endpoint.location
 
     @abstractmethod
     async def _command(self, *args: Argument) -> object:
@@ -72,15 +64,7 @@ class ScriptedStore(ABC):
         that is the whole value ('' and True for a missing key)."""
 
     @abstractmethod
-    def _is_transient(self, exc: Exception) -> bool:
-        """True if the command may not have reached the store and can be sent again."""
-
-    @abstractmethod
     def _is_noscript(self, exc: Exception) -> bool: ...
-
-    @abstractmethod
-    def _translate(self, exc: Exception) -> SessionMemoryError | None:
-        """The memory-layer error for a client exception, or None to let it propagate."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -134,7 +118,7 @@ class ScriptedStore(ABC):
 
     async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
         key = self._limits.key_for(session_id)
-        planned = self._limits.plan(turns)
+        planned = plan_turns(turns, self._limits.max_content_chars)
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in planned), len(planned))
         first = append_arguments(planned, self._limits.ttl_seconds, self._limits.max_session_bytes)
         # A retry may follow an attempt that ran: every turn is then looked for as it was
@@ -226,32 +210,15 @@ class ScriptedStore(ABC):
 
     async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
         """Send, retrying failures that may not have reached the store, and translate errors."""
-        try:
+        with map_exceptions(self.errors, self.endpoint):
             attempt = 0
             while True:
                 try:
                     return await send()
                 except Exception as exc:
-                    if not self._is_transient(exc) or attempt >= self._retries:
+                    rule = rule_for(self.errors, exc)
+                    if rule is None or not rule.retry or attempt >= self._retries:
                         raise
                     attempt += 1
                     logger.debug("retrying after %s", type(exc).__name__)
                     await anyio.sleep(0.05 * 2**attempt)
-        except Exception as exc:
-            translated = foreign_value_error(exc) or self._translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
-
-
-def foreign_value_error(exc: Exception) -> CorruptSessionError | None:
-    """The error for a key that holds something other than a session, from either client."""
-    if isinstance(exc, UnicodeDecodeError):
-        return CorruptSessionError(
-            "the value stored at the session key is not UTF-8 text; it was left unchanged"
-        )
-    if str(exc).startswith("WRONGTYPE"):
-        return CorruptSessionError(
-            "the session key holds a Redis type other than a string; it was left unchanged"
-        )
-    return None
