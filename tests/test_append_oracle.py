@@ -19,6 +19,10 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from localservers.backends import backend_fields
+from localservers.gateway import UpstashGateway
+from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
+from localservers.redis_server import RedisServer
 from memory import (
     ChatTurn,
     CorruptSessionError,
@@ -27,11 +31,7 @@ from memory import (
     StoreSettings,
     open_store,
 )
-from tests.conftest import GATEWAY_TOKEN
-from tests.support.gateway import UpstashGateway
 from tests.support.json_values import NEW_CONTENT, ROLES, Turn, oracle, stored_values, stringify
-from tests.support.raw import RawAccess, RedisRaw, SQLiteRaw
-from tests.support.redis_server import RedisServer
 
 # CI runs a fixed corpus; ORACLE_EXAMPLES and ORACLE_RANDOM=1 explore further by hand.
 EXAMPLES = int(os.environ.get("ORACLE_EXAMPLES", "300"))
@@ -52,24 +52,14 @@ class Backend:
 def backend(
     request: pytest.FixtureRequest,
     redis_server: RedisServer,
-    _gateway_process: UpstashGateway,
+    gateway_server: UpstashGateway,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Backend]:
     name: str = request.param
     path: Path = tmp_path_factory.mktemp("oracle") / "sessions.sqlite3"
-    fields: dict[str, object] = {
-        "upstash_redis_rest_url": None,
-        "upstash_redis_rest_token": None,
-        "redis_url": None,
-        "sqlite_path": path,
-        "key_prefix": PREFIX,
-    }
-    if name == "upstash":
-        fields |= {"upstash_redis_rest_url": _gateway_process.url, "upstash_redis_rest_token": GATEWAY_TOKEN}
-    elif name == "redis":
-        fields["redis_url"] = redis_server.url
+    fields = backend_fields(name, redis=redis_server, gateway=gateway_server, sqlite_path=path)
     with start_blocking_portal() as portal:
-        store = portal.call(open_store, StoreSettings(**fields))  # type: ignore[arg-type]
+        store = portal.call(open_store, StoreSettings(**fields, key_prefix=PREFIX))
         raw: RawAccess = SQLiteRaw(path) if name == "sqlite" else RedisRaw(redis_server.port)
         yield Backend(name, store, raw, portal)
         portal.call(store.aclose)

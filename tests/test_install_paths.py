@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.support.processes import child_env
+from localservers.processes import child_env
 
 pytestmark = pytest.mark.anyio
 

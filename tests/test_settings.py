@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from localservers.processes import CONSOLE_SCRIPT, child_env
 from memory import ConfigurationError, StoreSettings, backend_name
 from memory.settings import describe_validation_error
 from server.settings import Settings
-from tests.support.processes import CONSOLE_SCRIPT, child_env
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
 BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")

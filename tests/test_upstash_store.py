@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from localservers.gateway import Fault, UpstashGateway
+from localservers.raw import RedisRaw
 from memory import ChatTurn, NewTurn, SessionStore, StoreAuthError, StoreUnavailableError, open_store
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
-from tests.support.gateway import Fault, UpstashGateway
-from tests.support.raw import RedisRaw
 
 pytestmark = pytest.mark.anyio
 
