@@ -16,7 +16,7 @@ from mcp import Client, StdioServerParameters
 
 from localservers.processes import child_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("install_paths")]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent  # uv and pipx come with the dev extra
