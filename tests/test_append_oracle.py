@@ -137,8 +137,11 @@ def test_reads_and_saves_agree_with_json_parse(backend: Backend, data: st.DataOb
     if expected is None:
         # Corrupt before its last turn: appended after it, without touching a byte of it.
         assert backend.name != "sqlite", "SQLite appended to a value it cannot read"
-        head = value.rstrip(" \t\n\r")[:-1]
-        assert backend.raw.get(key) == (head + "," + stringify(saved) + "]").encode()
+        if result.stored:
+            head = value.rstrip(" \t\n\r")[:-1]
+            assert backend.raw.get(key) == (head + "," + stringify(saved) + "]").encode()
+        else:  # a retry of a turn the value already holds: nothing to append
+            assert backend.raw.get(key) == before
         assert isinstance(read(backend, session_id), CorruptSessionError)
         return
     after = [*expected, saved] if result.stored else expected
