@@ -23,9 +23,9 @@ import redis.asyncio as aioredis
 from bench.environment import BenchEnvironment
 from bench.stats import median_ms, timed
 from bench.workloads import _CONTENT, filler_turns
+from localservers.raw import SQLiteRaw
 from memory import ChatTurn, NewTurn, SessionStore, open_store, session_key
 from memory.codec import encode_session, encode_turn
-from tests.support.raw import SQLiteRaw
 
 # The least any append of a JSON array can do inside the store: read it, add the turn, write it.
 FLOOR_SCRIPT = """

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localservers.backends import backend_fields
+from localservers.gateway import UpstashGateway
+from localservers.raw import RedisRaw
+from localservers.redis_server import RedisServer
 from server.settings import Settings
-from tests.support.gateway import UpstashGateway
-from tests.support.raw import RedisRaw
-from tests.support.redis_server import RedisServer
 
 GATEWAY_TOKEN = "bench-token-7d41a2e9"  # a local benchmark fixture, not a secret
+MAX_SESSION_BYTES = 64 * 1024 * 1024  # the long sessions measured here are above the default cap
 
 
 @dataclass
@@ -25,25 +27,17 @@ class BenchEnvironment:
     workdir: Path
 
     def settings(self, backend: str, **overrides: Any) -> Settings:
-        fields: dict[str, Any] = {
-            "upstash_redis_rest_url": None,
-            "upstash_redis_rest_token": None,
-            "redis_url": None,
-            "sqlite_path": self.workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite3",
-            "max_session_bytes": 64 * 1024 * 1024,
-            "store_timeout_seconds": 60.0,
-        }
-        if backend == "upstash":
-            fields |= {"upstash_redis_rest_url": self.gateway.url, "upstash_redis_rest_token": GATEWAY_TOKEN}
-        elif backend == "redis":
-            fields["redis_url"] = self.redis.url
-        return Settings(**(fields | overrides))
+        sqlite_path = self.workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite3"
+        fields = backend_fields(backend, redis=self.redis, gateway=self.gateway, sqlite_path=sqlite_path)
+        return Settings(
+            **fields | {"max_session_bytes": MAX_SESSION_BYTES, "store_timeout_seconds": 60.0} | overrides
+        )
 
     def upstash_env(self) -> dict[str, str]:
         return {
             "UPSTASH_REDIS_REST_URL": self.gateway.url,
             "UPSTASH_REDIS_REST_TOKEN": GATEWAY_TOKEN,
-            "MAX_SESSION_BYTES": str(64 * 1024 * 1024),
+            "MAX_SESSION_BYTES": str(MAX_SESSION_BYTES),
         }
 
 

@@ -22,9 +22,9 @@ from mcp.types import CallToolResult
 from bench.environment import BenchEnvironment
 from bench.mcp_server import bench_server
 from bench.stats import median_ms, p99_ms, timed
+from localservers.processes import serving_http
+from localservers.redis_server import free_port
 from memory import ChatTurn, open_store
-from tests.support.processes import serving_http
-from tests.support.redis_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,14 +78,16 @@ async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> CallToo
 
 
 def _child_env(env: BenchEnvironment) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)} | env.upstash_env()
+    # HOME and the working directory in the scratch directory: no developer's .env is read.
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": str(env.workdir)}
+    return base | env.upstash_env()
 
 
 @contextmanager
 def _http_server(env: BenchEnvironment) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.mcp_server", "--transport", "http", "--port", str(port)]
-    with serving_http(command, port, _child_env(env), cwd=REPO) as base_url:
+    with serving_http(command, port, _child_env(env), cwd=env.workdir) as base_url:
         yield f"{base_url}/mcp"
 
 
@@ -117,7 +119,7 @@ async def mcp_latency(env: BenchEnvironment, calls: int) -> list[CallLatency]:
 
     stdio: AbstractAsyncContextManager[Client] = Client(
         StdioServerParameters(
-            command=sys.executable, args=["-m", "bench.mcp_server"], env=_child_env(env), cwd=REPO
+            command=sys.executable, args=["-m", "bench.mcp_server"], env=_child_env(env), cwd=env.workdir
         )
     )
     async with stdio as client:

@@ -13,9 +13,9 @@ from upstash_redis.asyncio import Redis as UpstashRedis
 from bench.baseline import baseline_get_session, baseline_save_turn
 from bench.environment import GATEWAY_TOKEN, BenchEnvironment
 from bench.stats import median_ms, p99_ms, timed
+from localservers.raw import SQLiteRaw
 from memory import ChatTurn, Role, SessionStore, open_store, session_key
 from memory.codec import encode_session
-from tests.support.raw import SQLiteRaw
 
 OURS_UPSTASH = "ours, Upstash"
 BASELINE_UPSTASH = "design note, Upstash"

@@ -10,11 +10,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import uvicorn
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
+from mcp.server.mcpserver import MCPServer
 from pydantic import ValidationError
 
 from memory import (
@@ -51,6 +53,14 @@ CHATTY_LOGGERS = (
     "uvicorn.error",
     "sse_starlette",
 )
+
+
+class ServerBuilder(Protocol):
+    """What builds the MCP server the CLI serves: `build_server`, or one with something added."""
+
+    def __call__(
+        self, store: SessionStore, settings: Settings, *, auth: HttpAuth | None = None
+    ) -> MCPServer: ...
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -123,8 +133,11 @@ def check_transport(settings: Settings, args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Serve until stdin closes or SIGINT/SIGTERM arrives; a stop on request exits with status 0."""
+def main(argv: Sequence[str] | None = None, *, build: ServerBuilder = build_server) -> None:
+    """Serve until stdin closes or SIGINT/SIGTERM arrives; a stop on request exits with status 0.
+
+    `build` lets the benchmarks serve the same way with a no-op tool added.
+    """
     args = parse_args(argv)
     configure_logging(args.log_level)
     files = env_files(args.env_file, Path.cwd())
@@ -141,11 +154,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Where signals cannot be routed into the event loop (Windows), Ctrl-C still arrives as
     # KeyboardInterrupt, and a stop on request is no error.
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, settings, args, files, auth)
+        anyio.run(serve, settings, args, files, auth, build)
 
 
 async def serve(
-    settings: Settings, args: argparse.Namespace, files: Sequence[Path] = (), auth: HttpAuth | None = None
+    settings: Settings,
+    args: argparse.Namespace,
+    files: Sequence[Path] = (),
+    auth: HttpAuth | None = None,
+    build: ServerBuilder = build_server,
 ) -> None:
     """Open and check the store, then serve until stdin closes (stdio) or a stop signal arrives."""
     stopper = _Stopper()
@@ -154,7 +171,7 @@ async def serve(
         # Listening before the store opens: a stop during the startup check is clean too.
         stopper.action = group.cancel_scope.cancel
         await group.start(_stop_on_signal, stopper)
-        failure = await _serve_store(settings, args, files, auth, stopper)
+        failure = await _serve_store(settings, args, files, auth, stopper, build)
         group.cancel_scope.cancel()
     if failure is not None:
         # The SQLite path is left out of errors sent to clients; the operator needs it here.
@@ -168,6 +185,7 @@ async def _serve_store(
     files: Sequence[Path],
     auth: HttpAuth | None,
     stopper: _Stopper,
+    build: ServerBuilder,
 ) -> SessionMemoryError | None:
     """Serve; a store error that stops the server before it serves is returned, not raised."""
     try:
@@ -177,7 +195,7 @@ async def _serve_store(
     try:
         failure = await check_store(store)
         if failure is None:
-            await _serve_with(store, settings, args, files, auth, stopper)
+            await _serve_with(store, settings, args, files, auth, stopper, build)
         return failure
     finally:
         with anyio.CancelScope(shield=True):
@@ -207,6 +225,7 @@ async def _serve_with(
     files: Sequence[Path],
     auth: HttpAuth | None,
     stopper: _Stopper,
+    build: ServerBuilder,
 ) -> None:
     where = "stdio" if args.transport == "stdio" else f"http://{args.host}:{args.port}{MCP_PATH}"
     logger.info(
@@ -219,7 +238,7 @@ async def _serve_with(
         " and ".join(["the environment", *map(str, files)]),
     )
     if args.transport == "stdio":
-        await run_stdio(build_server(store, settings))
+        await run_stdio(build(store, settings))
         return
     if settings.jwt_mode and settings.mcp_public_url is None and not is_loopback(args.host):
         logger.warning(
@@ -240,7 +259,7 @@ async def _serve_with(
         reload_on_sighup(auth)
     if auth is not None and auth.jwks is not None:
         await auth.jwks.refresh()  # early word in the log if the provider cannot be reached
-    server = build_server(store, settings, auth=auth)
+    server = build(store, settings, auth=auth)
     app = build_http_app(server, settings, args.host)
     config = uvicorn.Config(
         app,

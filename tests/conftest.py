@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from localservers.backends import BACKENDS, backend_fields
+from localservers.gateway import UpstashGateway
+from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
+from localservers.redis_server import RedisServer
 from memory import SessionStore, StoreConfig, open_store
-from tests.support.gateway import UpstashGateway
-from tests.support.raw import RawAccess, RedisRaw, SQLiteRaw
-from tests.support.redis_server import RedisServer
 
 GATEWAY_TOKEN = "test-token-5f2b9c"
-BACKENDS = ["sqlite", "redis", "upstash"]
 
 SettingsFactory = Callable[..., StoreConfig]
 
@@ -33,23 +33,19 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def _gateway_process(redis_server: RedisServer) -> Iterator[UpstashGateway]:
+def gateway_server(redis_server: RedisServer) -> Iterator[UpstashGateway]:
+    """The gateway shared by the whole session; tests that inject faults use `gateway` instead."""
     gateway = UpstashGateway(redis_port=redis_server.port, token=GATEWAY_TOKEN).start()
     yield gateway
     gateway.stop()
 
 
 @pytest.fixture
-def gateway(_gateway_process: UpstashGateway) -> Iterator[UpstashGateway]:
-    """The shared gateway, up, with no fault pending and empty records."""
-    _gateway_process.reset()
-    if _gateway_process._thread is None:
-        _gateway_process.start()
-    yield _gateway_process
-    _gateway_process.reset()
-    _gateway_process.wait_idle()
-    if _gateway_process._thread is None:
-        _gateway_process.start()
+def gateway(gateway_server: UpstashGateway) -> Iterator[UpstashGateway]:
+    """The shared gateway, up, with no fault pending and empty records, before and after the test."""
+    gateway_server.restore()
+    yield gateway_server
+    gateway_server.restore()
 
 
 @pytest.fixture
@@ -65,20 +61,10 @@ def make_settings(
     """Settings selecting one backend, independent of the environment the tests run in."""
 
     def make(backend: str, **overrides: Any) -> StoreConfig:
-        fields: dict[str, Any] = {
-            "upstash_redis_rest_url": None,
-            "upstash_redis_rest_token": None,
-            "redis_url": None,
-            "sqlite_path": tmp_path / "sessions.sqlite3",
-            "key_prefix": key_prefix,
-            "store_timeout_seconds": 5.0,
-        }
-        if backend == "upstash":
-            fields |= {"upstash_redis_rest_url": gateway.url, "upstash_redis_rest_token": GATEWAY_TOKEN}
-        elif backend == "redis":
-            fields["redis_url"] = redis_server.url
-        fields |= overrides
-        return StoreConfig(**fields)
+        fields = backend_fields(
+            backend, redis=redis_server, gateway=gateway, sqlite_path=tmp_path / "sessions.sqlite3"
+        )
+        return StoreConfig(**fields | {"key_prefix": key_prefix, "store_timeout_seconds": 5.0} | overrides)
 
     return make
 

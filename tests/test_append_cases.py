@@ -9,6 +9,8 @@ import anyio
 import pytest
 
 import memory.planning as planning
+from localservers.gateway import UpstashGateway
+from localservers.raw import RawAccess, RedisRaw
 from memory import (
     ChatTurn,
     CorruptSessionError,
@@ -20,8 +22,6 @@ from memory import (
 )
 from memory.append_script import append_script
 from tests.conftest import SettingsFactory
-from tests.support.gateway import UpstashGateway
-from tests.support.raw import RawAccess, RedisRaw
 
 pytestmark = pytest.mark.anyio
 

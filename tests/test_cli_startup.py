@@ -15,11 +15,11 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
+from localservers.gateway import UpstashGateway
+from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
+from localservers.redis_server import RedisServer, free_port
 from server.settings import Settings
 from tests.conftest import GATEWAY_TOKEN
-from tests.support.gateway import UpstashGateway
-from tests.support.processes import CONSOLE_SCRIPT, child_env, http_server
-from tests.support.redis_server import RedisServer, free_port
 from tests.support.sqlite_lock import locked_by_another_process
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ import resource
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -79,25 +79,32 @@ def test_a_flood_of_half_open_connections_does_not_lock_a_good_client_out(tmp_pa
     assert len(log_lines) < 100, "\n".join(log_lines[:120])
 
 
-@pytest.mark.parametrize(
-    "sent",
-    [
-        b"",
-        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
-        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b'Content-Length: 100\r\n\r\n{"jsonrpc":',
-    ],
-    ids=["nothing", "half-the-headers", "half-the-body"],
-)
-def test_a_request_that_never_completes_is_closed_after_the_deadline(tmp_path: Path, sent: bytes) -> None:
-    with logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server:
+# Each kind of request that never completes: nothing sent, half the headers, half the body.
+NEVER_COMPLETED = {
+    "nothing": b"",
+    "half-the-headers": b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    "half-the-body": b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100\r\n\r\n{"jsonrpc":',
+}
+
+
+def test_requests_that_never_complete_are_closed_after_the_deadline(tmp_path: Path) -> None:
+    """Every kind on its own connection to one server, all open at once: one deadline's wait."""
+    with (
+        logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server,
+        ExitStack() as connections,
+    ):
         port = int(server.base_url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
-            slow.sendall(sent)
-            started = time.monotonic()
-            assert slow.recv(1024) == b"", "the server answered a request it never received in full"
-            waited = time.monotonic() - started
-        assert 8 < waited < 15, f"closed after {waited:.1f} s; the deadline is 10 s"
+        started: dict[str, float] = {}
+        slow: dict[str, socket.socket] = {}
+        for kind, sent in NEVER_COMPLETED.items():
+            slow[kind] = connections.enter_context(socket.create_connection(("127.0.0.1", port), timeout=20))
+            slow[kind].sendall(sent)
+            started[kind] = time.monotonic()
+        for kind, connection in slow.items():
+            assert connection.recv(1024) == b"", f"{kind}: the server answered a request it never received"
+            waited = time.monotonic() - started[kind]
+            assert 8 < waited < 15, f"{kind}: closed after {waited:.1f} s; the deadline is 10 s"
         assert post_list_tools(server.base_url, None).status_code == 200
     assert "Traceback" not in server.log()
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,13 +15,13 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
+from localservers.gateway import Fault, UpstashGateway
+from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.raw import RedisRaw
 from memory import ChatTurn, SessionStore, open_store
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.support.gateway import Fault, UpstashGateway
-from tests.support.processes import CONSOLE_SCRIPT, child_env
-from tests.support.raw import RedisRaw
 from tests.support.sqlite_lock import locked_by_another_process
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +42,7 @@ async def save(client: Client, content: str) -> str:
         "session_id": "faulty",
         "role": "user",
         "content": content,
-        "timestamp": hash(content) % 10**12,
+        "timestamp": zlib.crc32(content.encode()),  # fixed per content, so a rerun saves the same turns
     }
     return outcome(await client.call_tool("save_turn", arguments))
 
@@ -65,7 +66,7 @@ async def upstash_client(make_settings: SettingsFactory) -> AsyncIterator[Client
 
 
 async def test_stalled_gateway(upstash_client: Client, gateway: UpstashGateway) -> None:
-    gateway.inject(Fault.STALL, seconds=3, count=10)
+    gateway.inject(Fault.STALL, seconds=TIMEOUT + 1, count=10)
     started = time.monotonic()
     error = await save(upstash_client, "during")
     elapsed = time.monotonic() - started

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from upstash_redis.asyncio import Redis as UpstashRedis
 
+from localservers.gateway import UpstashGateway
+from localservers.raw import RedisRaw
 from tests.conftest import GATEWAY_TOKEN
-from tests.support.gateway import UpstashGateway
-from tests.support.raw import RedisRaw
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from mcp import Client
 
+from localservers.processes import CONSOLE_SCRIPT, child_env
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
 from tests.support.mcp_http import mcp_client, post_list_tools, structured
-from tests.support.processes import CONSOLE_SCRIPT, child_env
 
 pytestmark = pytest.mark.anyio
 

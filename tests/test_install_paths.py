@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.support.processes import child_env
+from localservers.processes import child_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("install_paths")]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent  # uv and pipx come with the dev extra

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from upstash_redis.asyncio import Redis as UpstashRedis
 
+from localservers.gateway import UpstashGateway
 from memory import ChatTurn, SessionStore, open_store
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
-from tests.support.gateway import UpstashGateway
 
 pytestmark = pytest.mark.anyio
 

@@ -6,11 +6,11 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from localservers.raw import RawAccess
 from memory import ChatTurn, SessionStore
 from server.app import build_server
 from server.isolation import client_namespace
 from server.settings import Settings
-from tests.support.raw import RawAccess
 
 pytestmark = pytest.mark.anyio
 

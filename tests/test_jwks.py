@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from localservers.redis_server import free_port
 from server.jwks import JwksCache
 from tests.support.jwks import JwksServer, SigningKey
-from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.anyio
 

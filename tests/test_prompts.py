@@ -10,12 +10,12 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, GetPromptResult, TextContent
 
+from localservers.gateway import UpstashGateway
 from memory import ChatTurn, SessionStore, open_store
 from server.app import build_server
 from server.prompts import memory_guide, optional_session_id, parse_last, resume_messages
 from server.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.support.gateway import UpstashGateway
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from localservers.processes import child_env
 from server.app import INSTRUCTIONS
-from tests.support.processes import child_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from localservers.raw import RedisRaw
+from localservers.redis_server import RedisServer, free_port
 from memory import ChatTurn, CorruptSessionError, StoreAuthError, StoreUnavailableError, open_store
 from tests.conftest import SettingsFactory
-from tests.support.raw import RedisRaw
-from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -14,6 +14,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, TextResourceContents
 
+from localservers.gateway import UpstashGateway
+from localservers.raw import RawAccess, RedisRaw
 from memory import MAX_SAFE_INTEGER, ChatTurn, SessionStore, open_store
 from server.app import build_server
 from server.resources import (
@@ -29,8 +31,6 @@ from server.resources import (
 )
 from server.settings import Settings
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
-from tests.support.gateway import UpstashGateway
-from tests.support.raw import RawAccess, RedisRaw
 
 pytestmark = pytest.mark.anyio
 

@@ -16,10 +16,10 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent, TextResourceContents
 
+from localservers.gateway import UpstashGateway
+from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
+from localservers.redis_server import RedisServer
 from tests.conftest import GATEWAY_TOKEN
-from tests.support.gateway import UpstashGateway
-from tests.support.processes import CONSOLE_SCRIPT, child_env, http_server
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

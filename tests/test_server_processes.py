@@ -16,9 +16,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from localservers.gateway import UpstashGateway
+from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
 from tests.conftest import GATEWAY_TOKEN
-from tests.support.gateway import UpstashGateway
-from tests.support.processes import CONSOLE_SCRIPT, child_env, http_server
 
 pytestmark = pytest.mark.anyio
 

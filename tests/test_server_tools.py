@@ -11,11 +11,11 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent, Tool
 
+from localservers.raw import RawAccess
 from memory import SessionStore, now_ms, open_store
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
-from tests.support.raw import RawAccess
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from localservers.processes import CONSOLE_SCRIPT, child_env
 from memory import ConfigurationError, StoreConfig
 from server.settings import Settings, describe_validation_error
-from tests.support.processes import CONSOLE_SCRIPT, child_env
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
 BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")

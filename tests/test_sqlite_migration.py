@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from localservers.raw import SQLiteRaw
 from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreConfig, open_store
-from tests.support.raw import SQLiteRaw
 
 pytestmark = pytest.mark.anyio
 

@@ -15,6 +15,8 @@ import redis
 from redis import exceptions as redis_errors
 from upstash_redis.errors import UpstashError
 
+from localservers.gateway import Fault, UpstashGateway
+from localservers.redis_server import RedisServer, free_port
 from memory import (
     ChatTurn,
     SessionStore,
@@ -28,8 +30,6 @@ from memory.redis_store import REDIS_ERRORS
 from memory.tls_probe import answers_in_plain
 from memory.upstash_store import UPSTASH_ERRORS, HttpStatusError, UpstashStore
 from tests.conftest import SettingsFactory
-from tests.support.gateway import Fault, UpstashGateway
-from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
 

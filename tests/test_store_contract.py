@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import anyio
 import pytest
 
+from localservers.raw import RawAccess
 from memory import (
     ChatTurn,
     CorruptSessionError,
@@ -19,7 +19,6 @@ from memory import (
     open_store,
 )
 from tests.conftest import SettingsFactory
-from tests.support.raw import RawAccess
 
 pytestmark = pytest.mark.anyio
 
@@ -136,12 +135,14 @@ async def test_a_duplicate_save_still_resets_the_ttl(
 
 
 async def test_expired_session_reads_as_empty_and_starts_afresh(
-    backend: str, make_settings: SettingsFactory
+    backend: str, make_settings: SettingsFactory, raw: RawAccess, key_prefix: str
 ) -> None:
     store = await open_store(make_settings(backend, session_ttl_seconds=1))
     try:
         await store.save_turn("s1", turn("old"))
-        await anyio.sleep(1.3)
+        key = f"{key_prefix}session:s1"
+        assert 0 < raw.ttl_ms(key) <= 1000
+        raw.expire_now(key)  # the second it was given has run out
         assert await store.get_session("s1") == []
         result = await store.save_turn("s1", turn("new"))
         assert result.new_session

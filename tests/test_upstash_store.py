@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from localservers.gateway import Fault, UpstashGateway
+from localservers.raw import RedisRaw
 from memory import (
     ChatTurn,
     CorruptSessionError,
@@ -18,8 +20,6 @@ from memory import (
     open_store,
 )
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
-from tests.support.gateway import Fault, UpstashGateway
-from tests.support.raw import RedisRaw
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.processes import CONSOLE_SCRIPT, child_env
-from tests.support.redis_server import free_port
+from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.redis_server import free_port
 
 
 @dataclass

@@ -19,6 +19,8 @@ class RawAccess(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None: ...
     def ttl_ms(self, key: str) -> int: ...
+    def expire_now(self, key: str) -> None:
+        """Let `key`'s time to live run out now, as if its TTL had passed."""
 
 
 class RedisRaw:
@@ -36,6 +38,12 @@ class RedisRaw:
     def ttl_ms(self, key: str) -> int:
         ttl: int = self.client.pttl(key)
         return ttl
+
+    def expire_now(self, key: str) -> None:
+        # PEXPIRE 1 rather than 0: a non-positive TTL deletes the key instead of expiring it.
+        self.client.pexpire(key, 1)
+        while self.client.pttl(key) != -2:
+            time.sleep(0.001)
 
     def billed_commands(self) -> int:
         """Commands the server has run since the last reset, as Upstash would bill them."""
@@ -85,6 +93,12 @@ class SQLiteRaw:
                 connection.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
             import_value(connection, key, text, expires_at)
             connection.execute("COMMIT")
+
+    def expire_now(self, key: str) -> None:
+        past = time.time_ns() // 1_000_000 - 1
+        with self._connect() as connection:
+            for table in ("conversations", "unreadable_sessions"):
+                connection.execute(f"UPDATE {table} SET expires_at = ? WHERE key = ?", (past, key))
 
     def ttl_ms(self, key: str) -> int:
         with self._connect() as connection:

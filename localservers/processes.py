@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.redis_server import free_port
+from localservers.redis_server import free_port
 
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "session-memory-mcp")
 # Only what the child needs: the tests must not depend on the developer's own settings.

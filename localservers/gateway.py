@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -23,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.support.redis_server import free_port
-from tests.support.resp import Reply, RespConnection, RespError, SimpleString
+from localservers.redis_server import free_port
+from localservers.resp import Reply, RespConnection, RespError, SimpleString
 
 
 class Fault(enum.Enum):
-    STALL = "stall"  # hold the request `seconds`, then close without running it
+    STALL = "stall"  # hold the request `seconds` (or until `restore()`), then close without running it
     HTML_500 = "html_500"  # answer 500 with an HTML page, without running it
     DROP_AFTER_EXECUTE = "drop_after_execute"  # run it, then reset the connection
     EXECUTE_LATE = "execute_late"  # wait `seconds`, run it (even if the client left), answer
@@ -71,6 +72,8 @@ class UpstashGateway:
     _server: asyncio.Server | None = None
     _pool: list[RespConnection] = field(default_factory=list)
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    # Set to end every stall now in progress; replaced by a fresh one each time it is set.
+    _stalls_released: asyncio.Event | None = None
     _in_flight: int = 0
     # Upstash's key-locking flag, which Valkey refuses: the SHA1 a client computed over the
     # flagged source, mapped to Valkey's SHA1 of the source without it.
@@ -89,6 +92,7 @@ class UpstashGateway:
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
+            self._stalls_released = asyncio.Event()
             self._server = loop.run_until_complete(
                 asyncio.start_server(self._serve, "127.0.0.1", self.port, limit=2**26)
             )
@@ -112,6 +116,24 @@ class UpstashGateway:
         self._loop = None
         self._thread = None
 
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def restore(self) -> None:
+        """Back to a plain, running gateway: no fault pending or in progress, no records.
+
+        Stalls still holding a request end now (as they would have, later); late executions
+        are waited for, since what they write is part of what the test left behind.
+        """
+        self.reset()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._release_stalls)
+        self.wait_idle()
+        self.records.clear()
+        if not self.is_running:
+            self.start()
+
     def inject(self, fault: Fault, seconds: float = 0.0, count: int = 1) -> None:
         """Apply `fault` to the next `count` requests."""
         self.one_shot_faults.extend(FaultPlan(fault, seconds) for _ in range(count))
@@ -130,6 +152,11 @@ class UpstashGateway:
         self.persistent_fault = None
 
     # -- serving, on the gateway's own loop ----------------------------------------
+
+    def _release_stalls(self) -> None:
+        if self._stalls_released is not None:
+            self._stalls_released.set()
+        self._stalls_released = asyncio.Event()
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -207,7 +234,10 @@ class UpstashGateway:
         """(status, body, content type), or None when the fault leaves the client without an answer."""
         fault = plan.fault if plan is not None else None
         if fault is Fault.STALL and plan is not None:
-            await asyncio.sleep(plan.seconds)
+            released = self._stalls_released
+            assert released is not None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(released.wait(), plan.seconds)
             writer.transport.abort()
             return None
         if fault is Fault.HTML_500:
