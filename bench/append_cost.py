@@ -84,10 +84,10 @@ def _new_turn(i: int) -> ChatTurn:
     return ChatTurn(role="user", content=f"new {i}: {_CONTENT}", timestamp=1_800_000_000_000 + i)
 
 
-async def _slowlog_median_us(client: aioredis.Redis, command: bytes) -> float:
-    entries = await client.slowlog_get(100_000)
-    durations = [entry["duration"] for entry in entries if entry["command"].split()[0].upper() == command]
-    return float(statistics.median(durations))
+async def _slowlog_us(client: aioredis.Redis, command: bytes) -> list[int]:
+    """Durations the SLOWLOG holds for `command`, in µs."""
+    entries = await client.slowlog_get(16)
+    return [int(entry["duration"]) for entry in entries if entry["command"].split()[0].upper() == command]
 
 
 async def store_time(env: BenchEnvironment, lengths: tuple[int, ...], saves: int) -> list[StoreTime]:
@@ -111,21 +111,24 @@ async def store_time(env: BenchEnvironment, lengths: tuple[int, ...], saves: int
                 chunk = filler_turns(min(1000, turns - start), first_timestamp=start)
                 await client.rpush(list_key, *(encode_turn(turn) for turn in chunk))
 
-            await client.slowlog_reset()
+            # Interleaved, one of each per round, so that both see the same machine: a load
+            # that comes and goes cannot favour one side.
+            samples: dict[bytes, list[int]] = {b"OURS": [], b"FLOOR": [], b"RPUSH": [], b"EXPIRE": []}
             for i in range(saves):
-                await ours.save_turn(ours_id, _new_turn(i))
-            ours_us = await _slowlog_median_us(client, b"EVALSHA")
-
-            await client.slowlog_reset()
-            for i in range(saves):
-                await client.evalsha(floor_sha, 1, floor_key, encode_turn(_new_turn(i)), TTL)
-            floor_us = await _slowlog_median_us(client, b"EVALSHA")
-
-            await client.slowlog_reset()
-            for i in range(saves):
-                await client.rpush(list_key, encode_turn(_new_turn(i)))
+                turn = _new_turn(i)
+                await client.slowlog_reset()
+                await ours.save_turn(ours_id, turn)
+                samples[b"OURS"] += await _slowlog_us(client, b"EVALSHA")
+                await client.slowlog_reset()
+                await client.evalsha(floor_sha, 1, floor_key, encode_turn(turn), TTL)
+                samples[b"FLOOR"] += await _slowlog_us(client, b"EVALSHA")
+                await client.slowlog_reset()
+                await client.rpush(list_key, encode_turn(turn))
                 await client.expire(list_key, int(TTL))
-            list_us = await _slowlog_median_us(client, b"RPUSH") + await _slowlog_median_us(client, b"EXPIRE")
+                samples[b"RPUSH"] += await _slowlog_us(client, b"RPUSH")
+                samples[b"EXPIRE"] += await _slowlog_us(client, b"EXPIRE")
+            ours_us, floor_us, rpush_us, expire_us = (float(statistics.median(v)) for v in samples.values())
+            list_us = rpush_us + expire_us
             results.append(StoreTime(turns, ours_us, floor_us, list_us))
     finally:
         await client.config_set("slowlog-log-slower-than", 10_000)
