@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client
 
 from localservers.backends import BACKENDS, backend_fields
 from localservers.gateway import UpstashGateway
 from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
 from localservers.redis_server import RedisServer
 from memory import SessionStore, StoreConfig, open_store
+from server.app import build_server
+from server.settings import Settings
 
 GATEWAY_TOKEN = "test-token-5f2b9c"
 
@@ -76,10 +79,34 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(backend: str, make_settings: SettingsFactory) -> AsyncIterator[SessionStore]:
-    opened = await open_store(make_settings(backend))
+def store_config(backend: str, make_settings: SettingsFactory) -> StoreConfig:
+    """The `store` fixture's configuration; a test module overrides it to change limits."""
+    return make_settings(backend)
+
+
+@pytest.fixture
+async def store(store_config: StoreConfig) -> AsyncIterator[SessionStore]:
+    opened = await open_store(store_config)
     yield opened
     await opened.aclose()
+
+
+def server_settings(make_settings: SettingsFactory, backend: str, **overrides: Any) -> Settings:
+    """The server's settings for `backend`, independent of the environment's store settings."""
+    return Settings(**make_settings(backend, **overrides).model_dump())
+
+
+@pytest.fixture
+def settings(store_config: StoreConfig) -> Settings:
+    """The server's settings over the `store` fixture's configuration."""
+    return Settings(**store_config.model_dump())
+
+
+@pytest.fixture
+async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Client]:
+    """An MCP client connected in memory to the server over the `store` fixture."""
+    async with Client(build_server(store, settings)) as connected:
+        yield connected
 
 
 @pytest.fixture

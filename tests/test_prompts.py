@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,11 +10,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, GetPromptResult, TextContent
 
 from localservers.gateway import UpstashGateway
-from memory import ChatTurn, SessionStore, open_store
+from memory import ChatTurn, SessionStore
 from server.app import build_server
 from server.prompts import memory_guide, optional_session_id, parse_last, resume_messages
 from server.settings import Settings
-from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -26,24 +24,6 @@ CONVERSATION = [
     ChatTurn(role="user", content="What is my name?", timestamp=3),
     ChatTurn(role="assistant", content="Ada.", timestamp=4),
 ]
-
-
-@pytest.fixture
-def settings(backend: str, make_settings: SettingsFactory) -> Settings:
-    return Settings(**make_settings(backend).model_dump())
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    opened = await open_store(settings)
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(store, settings)) as connected:
-        yield connected
 
 
 def roles_and_texts(result: GetPromptResult) -> list[tuple[str, str]]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 from mcp import Client
@@ -29,8 +28,7 @@ from server.resources import (
     session_uri,
     utc_time,
 )
-from server.settings import Settings
-from tests.conftest import GATEWAY_TOKEN, SettingsFactory
+from tests.conftest import GATEWAY_TOKEN, SettingsFactory, server_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -39,28 +37,6 @@ TURNS = [
     ChatTurn(role="user", content="Hello!", timestamp=1_764_093_067_123),
     ChatTurn(role="assistant", content="Hi.\n\nHow can I help?", timestamp=1_764_093_068_000),
 ]
-
-
-def server_settings(make_settings: SettingsFactory, backend: str, **overrides: Any) -> Settings:
-    return Settings(**make_settings(backend, **overrides).model_dump())
-
-
-@pytest.fixture
-def settings(backend: str, make_settings: SettingsFactory) -> Settings:
-    return server_settings(make_settings, backend)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    opened = await open_store(settings)
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(store, settings)) as connected:
-        yield connected
 
 
 async def read_text(client: Client, uri: str) -> tuple[str, str | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,36 +11,18 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent, Tool
 
 from localservers.raw import RawAccess
-from memory import SessionStore, now_ms, open_store
+from memory import StoreConfig, now_ms, open_store
 from server.app import build_server
-from server.settings import Settings
-from tests.conftest import GATEWAY_TOKEN, SettingsFactory
+from tests.conftest import GATEWAY_TOKEN, SettingsFactory, server_settings
 
 pytestmark = pytest.mark.anyio
 
 PUBLISHED_TOOLS = Path(__file__).parent / "fixtures" / "tools_list.json"
 
 
-def server_settings(make_settings: SettingsFactory, backend: str, **overrides: Any) -> Settings:
-    return Settings(**make_settings(backend, **overrides).model_dump())
-
-
 @pytest.fixture
-def settings(backend: str, make_settings: SettingsFactory) -> Settings:
-    return server_settings(make_settings, backend, max_content_chars=1000)
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    opened = await open_store(settings)
-    yield opened
-    await opened.aclose()
-
-
-@pytest.fixture
-async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_server(store, settings)) as connected:
-        yield connected
+def store_config(backend: str, make_settings: SettingsFactory) -> StoreConfig:
+    return make_settings(backend, max_content_chars=1000)
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:
