@@ -72,10 +72,10 @@ class SQLiteRaw:
     def get(self, key: str) -> bytes | None:
         with self._connect() as connection:
             unreadable = connection.execute(
-                "SELECT value FROM unreadable_sessions WHERE key = ?", (key,)
+                "SELECT CAST(value AS BLOB) FROM unreadable_sessions WHERE key = ?", (key,)
             ).fetchone()
             if unreadable is not None:
-                return str(unreadable[0]).encode()
+                return bytes(unreadable[0])
             if not connection.execute("SELECT 1 FROM conversations WHERE key = ?", (key,)).fetchone():
                 return None
             rows = connection.execute(
@@ -85,13 +85,12 @@ class SQLiteRaw:
         return encode_session(turns).encode()
 
     def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:
-        text = value.decode() if isinstance(value, bytes) else value
         expires_at = time.time_ns() // 1_000_000 + ttl_seconds * 1000
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
             for table in ("conversations", "turns", "unreadable_sessions"):
                 connection.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
-            import_value(connection, key, text, expires_at)
+            import_value(connection, key, value, expires_at)
             connection.execute("COMMIT")
 
     def expire_now(self, key: str) -> None:

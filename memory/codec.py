@@ -13,10 +13,11 @@ from memory.models import MAX_SAFE_INTEGER, ChatTurn, NewTurn
 _TURN_KEYS = frozenset({"role", "content", "timestamp"})
 _ROLES = frozenset({"user", "assistant"})
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# Where an element of the array may start: '{' after ',' or '['.
-_ELEMENT_START = re.compile(r"[,\[][ \t\n\r]*(\{)")
+# Where an element of the array may start: '{' after ',' or '[', before a key's quote. Inside
+# a string every quote is escaped, so JSON quoted in a message does not look like a start.
+_ELEMENT_START = re.compile(r'[,\[][ \t\n\r]*(\{)[ \t\n\r]*"')
 # A tail window whose first candidates all fail is read whole instead.
-_TAIL_ATTEMPTS = 8
+_TAIL_ATTEMPTS = 32
 
 
 def turn_prefix(turn: ChatTurn | NewTurn) -> str:

@@ -58,9 +58,18 @@ def plan_turns(turns: Sequence[ChatTurn | NewTurn], max_content_chars: int) -> l
     return planned
 
 
-def check_last(last: int | None) -> None:
-    if last is not None and (isinstance(last, bool) or last < 1):
+# More turns than any session holds: a larger `last` means the whole session, and is cut to
+# this so that it fits the stores' integers (GETRANGE offsets, SQLite's LIMIT).
+_MOST_TURNS = 2**31 - 1
+
+
+def check_last(last: int | None) -> int | None:
+    """`last` as the stores use it: None for all, else at least 1 and at most any session's length."""
+    if last is None:
+        return None
+    if isinstance(last, bool) or last < 1:
         raise InvalidRequestError(f"last must be at least 1 (got {last}); omit it for the whole session")
+    return min(last, _MOST_TURNS)
 
 
 def newest(turns: list[ChatTurn], last: int | None) -> list[ChatTurn]:

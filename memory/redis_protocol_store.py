@@ -100,7 +100,7 @@ class RedisProtocolStore(ABC):
 
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
-        check_last(last)
+        last = check_last(last)
         with self._within_timeout():
             if last is not None:
                 tail = await self._read_tail(key, session_id, last)

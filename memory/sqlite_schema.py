@@ -68,13 +68,17 @@ def prepare(connection: sqlite3.Connection) -> None:
         raise
 
 
-def import_value(connection: sqlite3.Connection, key: str, value: str, expires_at: int) -> None:
-    """Store a session given as the JSON text other backends keep (within a transaction)."""
+def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, expires_at: int) -> None:
+    """Store a session given as the JSON text other backends keep (within a transaction).
+
+    A value that is not a session is kept as it was given, bytes as a BLOB, byte for byte.
+    """
     try:
         turns = decode_session(value, key)
     except CorruptSessionError:
         connection.execute("INSERT INTO unreadable_sessions VALUES (?, ?, ?)", (key, value, expires_at))
         return
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     connection.execute(
         "INSERT INTO conversations VALUES (?, ?, ?, ?)",
         (key, expires_at, len(turns), len(encode_session(turns).encode("utf-8"))),
@@ -82,16 +86,18 @@ def import_value(connection: sqlite3.Connection, key: str, value: str, expires_a
     connection.executemany(
         "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?)",
         (
-            (key, seq, turn.role, turn.content, turn.timestamp, int(encode_turn(turn) in value))
+            (key, seq, turn.role, turn.content, turn.timestamp, int(encode_turn(turn) in text))
             for seq, turn in enumerate(turns)
         ),
     )
 
 
 def _migrate_legacy(connection: sqlite3.Connection) -> None:
-    rows = connection.execute("SELECT key, value, expires_at FROM sessions").fetchall()
+    # As bytes: a 0.1.0 value may be a BLOB, or TEXT that is not UTF-8, which sqlite3 would
+    # refuse to hand over as str (and its error would quote the chat).
+    rows = connection.execute("SELECT key, CAST(value AS BLOB), expires_at FROM sessions").fetchall()
     for key, value, expires_at in rows:
-        import_value(connection, str(key), str(value), int(expires_at))
+        import_value(connection, str(key), bytes(value), int(expires_at))
     connection.execute("DROP TABLE sessions")
     logger.info("moved %d sessions to the one-row-per-turn layout", len(rows))
 

@@ -70,7 +70,7 @@ class SQLiteStore:
 
     async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
         key = self._limits.key_for(session_id)
-        check_last(last)
+        last = check_last(last)
         return await self._run(self._read, key, session_id, last)
 
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
@@ -117,10 +117,11 @@ class SQLiteStore:
     def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
         connection, now = self._connection, now_ms()
         unreadable = connection.execute(
-            "SELECT value FROM unreadable_sessions WHERE key = ? AND expires_at > ?", (key, now)
+            "SELECT CAST(value AS BLOB) FROM unreadable_sessions WHERE key = ? AND expires_at > ?",
+            (key, now),
         ).fetchone()
         if unreadable is not None:
-            decode_session(str(unreadable[0]), session_id)  # raises, saying where it fails
+            decode_session(bytes(unreadable[0]), session_id)  # raises, saying where it fails
         if not connection.execute(
             "SELECT 1 FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
         ).fetchone():

@@ -318,3 +318,30 @@ async def test_a_save_is_still_three_billed_commands_at_most(
             assert redis_raw.billed_commands() == 3
     finally:
         await store.aclose()
+
+
+async def test_a_last_larger_than_any_session_reads_the_whole_session(store: SessionStore) -> None:
+    await store.save_turns("s1", [turn("a", 1), turn("b", 2)])
+    for last in (3, 10**9, 2**63, 2**80):
+        assert [t.content for t in await store.get_session("s1", last=last)] == ["a", "b"]
+    assert await store.get_session("never", last=2**63) == []
+
+
+@pytest.mark.parametrize("backend", ["redis", "upstash"])
+async def test_last_on_turns_quoting_json_reads_only_the_tail(
+    backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
+) -> None:
+    # Messages full of ',{' and '[{' (JSON quoted in a message) must not send the read back to GET.
+    store = await open_store(make_settings(backend, max_session_bytes=4 * 1024 * 1024))
+    try:
+        quoted = '[{"a":1},{"b":[{"c":2}]}] x,{ [{ ,{"' * 8
+        for start in range(0, 400, 100):
+            await store.save_turns("s1", [turn(f"{i} {quoted}", i) for i in range(start, start + 100)])
+        for last in range(1, 41):
+            redis_raw.reset_billing()
+            turns = await store.get_session("s1", last=last)
+            assert [t.timestamp for t in turns] == list(range(400 - last, 400))
+            stats = redis_raw.client.info("commandstats")
+            assert "cmdstat_get" not in stats, f"last={last} fell back to reading the whole value"
+    finally:
+        await store.aclose()

@@ -187,3 +187,29 @@ async def test_a_migration_killed_half_way_leaves_the_file_whole_and_finishes_ne
             await store.aclose()
         assert layout(path) == (2, {"conversations", "turns", "unreadable_sessions"})
     assert interrupted >= 1, f"no kill landed inside the {duration:.2f} s migration"
+
+
+async def test_0_1_0_values_that_are_blobs_or_not_utf8_migrate_without_stopping_the_store(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "legacy.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.executescript(LEGACY_SCHEMA)
+        insert = "INSERT INTO sessions VALUES (?, CAST(? AS TEXT), ?)"
+        # TEXT that is not UTF-8, a session stored as a BLOB, and a BLOB that is no session.
+        not_utf8 = b'[{"role":"user","content":"caf\xe9 \xff","timestamp":1}]'
+        connection.execute(insert, ("session:latin1", not_utf8, FAR_FUTURE))
+        connection.execute("INSERT INTO sessions VALUES (?, ?, ?)", ("session:blob", b"[]", FAR_FUTURE))
+        connection.execute("INSERT INTO sessions VALUES (?, ?, ?)", ("session:junk", b"\x00\xfe", FAR_FUTURE))
+    store = await open_store(settings_for(path))
+    try:
+        assert await store.get_session("latin1") == [
+            ChatTurn(role="user", content="caf\ufffd \ufffd", timestamp=1)
+        ]
+        assert await store.get_session("blob") == []
+        assert (await store.save_turn("blob", NewTurn(role="user", content="x", timestamp=1))).stored
+        with pytest.raises(CorruptSessionError, match="not valid JSON at character 0"):
+            await store.get_session("junk")
+    finally:
+        await store.aclose()
+    assert SQLiteRaw(path).get("session:junk") == b"\x00\xfe"
