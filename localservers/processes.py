@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,32 @@ def child_env(**settings: str) -> dict[str, str]:
     return BASE_ENV | settings
 
 
+def wait_until_healthy(base_url: str, process: subprocess.Popen[Any], describe: Callable[[], str]) -> None:
+    """Return once `base_url`/healthz answers 200; raise with `describe()` if the process exits first."""
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{describe()}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer /healthz within 20 s:\n{describe()}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def serving_http(
     command: list[str], port: int, env: dict[str, str], cwd: Path | None = None
@@ -33,28 +60,10 @@ def serving_http(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited early: {process.stderr.read() if process.stderr else ''}"
-                )
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not answer /healthz within 20 s")
-            time.sleep(0.1)
+        wait_until_healthy(base_url, process, lambda: process.stderr.read() if process.stderr else "")
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         if process.stderr is not None:
             process.stderr.close()
 

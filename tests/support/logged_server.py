@@ -9,9 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.processes import CONSOLE_SCRIPT, child_env, stop, wait_until_healthy
 from localservers.redis_server import free_port
 
 
@@ -52,23 +50,7 @@ def logged_http_server(
         )
     server = LoggedServer(base_url, process, log_path)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited early:\n{server.log()}")
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer /healthz within 20 s:\n{server.log()}")
-            time.sleep(0.1)
+        wait_until_healthy(base_url, process, server.log)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
