@@ -267,7 +267,7 @@ async def _serve_with(
         port=args.port,
         log_config=None,
         access_log=False,
-        http=guarded_protocol(connection_cap()),
+        http=guarded_protocol(connection_cap(), settings.mcp_request_timeout_seconds),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )

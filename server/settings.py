@@ -38,6 +38,8 @@ class Settings(BaseSettings, StoreConfig):
     session_isolation: Isolation = "shared"
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long a connection may take to deliver a whole request over HTTP.
+    mcp_request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("mcp_auth_token")
     @classmethod

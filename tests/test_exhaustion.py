@@ -88,10 +88,15 @@ NEVER_COMPLETED = {
 }
 
 
+# A short deadline, so that the tests wait it out in seconds; the default (10 s) works alike.
+DEADLINE = {"MCP_REQUEST_TIMEOUT_SECONDS": "2"}
+
+
 def test_requests_that_never_complete_are_closed_after_the_deadline(tmp_path: Path) -> None:
     """Every kind on its own connection to one server, all open at once: one deadline's wait."""
+    settings = {"SQLITE_PATH": str(tmp_path / "s.sqlite3")} | DEADLINE
     with (
-        logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server,
+        logged_http_server(settings, tmp_path / "server.log") as server,
         ExitStack() as connections,
     ):
         port = int(server.base_url.rsplit(":", 1)[1])
@@ -104,7 +109,7 @@ def test_requests_that_never_complete_are_closed_after_the_deadline(tmp_path: Pa
         for kind, connection in slow.items():
             assert connection.recv(1024) == b"", f"{kind}: the server answered a request it never received"
             waited = time.monotonic() - started[kind]
-            assert 8 < waited < 15, f"{kind}: closed after {waited:.1f} s; the deadline is 10 s"
+            assert 1.5 < waited < 6, f"{kind}: closed after {waited:.1f} s; the deadline is 2 s"
         assert post_list_tools(server.base_url, None).status_code == 200
     assert "Traceback" not in server.log()
 
@@ -129,18 +134,19 @@ def read_response(connection: socket.socket) -> bytes:
 
 def test_a_kept_alive_connection_in_use_outlives_the_deadline(tmp_path: Path) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    settings = {"SQLITE_PATH": str(tmp_path / "s.sqlite3")} | DEADLINE
     with (
-        logged_http_server({"SQLITE_PATH": str(tmp_path / "s.sqlite3")}, tmp_path / "server.log") as server,
+        logged_http_server(settings, tmp_path / "server.log") as server,
         socket.create_connection(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])), timeout=5) as kept,
     ):
         opened = time.monotonic()
-        for _ in range(4):  # 12 s on one connection: past the 10 s deadline, each gap inside it
+        for _ in range(4):  # 3.2 s on one connection: past the 2 s deadline, each gap inside it
             kept.sendall(request)
             assert read_response(kept).startswith(b"HTTP/1.1 200 ")
-            time.sleep(3)
+            time.sleep(0.8)
         kept.sendall(request)
         assert read_response(kept).startswith(b"HTTP/1.1 200 ")
-        assert time.monotonic() - opened > 12
+        assert time.monotonic() - opened > 3.2
 
 
 def test_repeated_messages_are_logged_once_per_interval_with_a_count(
