@@ -172,15 +172,15 @@ local function end_of_turn(s, i)
   end
 end
 
--- Where new turns go: the index of the array's closing bracket and whether the array
--- is empty, or nil when the value is not, at its ends, a JSON array of turns.
+-- Where new turns go: the indexes of the array's opening and closing brackets and whether
+-- the array is empty, or nil when the value is not, at its ends, a JSON array of turns.
 local function append_point(s)
   local _, open = find(s, '^[ \t\n\r]*%[')
   if not open then return nil end
   local close = skip_space_back(s, #s)
   if close <= open or byte(s, close) ~= 93 then return nil end
   local last = skip_space_back(s, close - 1)
-  if last == open then return close, true end
+  if last == open then return open, close, true end
   if byte(s, last) ~= 125 then return nil end
   -- The last turn starts at a '{' after ',' (or the opening bracket) and parses as a
   -- turn ending exactly at `last`. In valid JSON a '{' inside a string is never
@@ -200,7 +200,7 @@ local function append_point(s)
       start = starts[k]
       local before = skip_space_back(s, start - 1)
       if (byte(s, before) == 44 or before == open) and end_of_turn(s, start) == last + 1 then
-        return close, false
+        return open, close, false
       end
     end
     if from == open + 1 then return nil end
@@ -212,14 +212,12 @@ local key, ttl, max_bytes = KEYS[1], ARGV[1], tonumber(ARGV[2])
 
 local value = redis.call('GET', key)
 local created = not value
-local close, empty, head
+local head, close, empty
 if created then
-  value, close, empty, head = '[]', 2, true, 1
+  value, head, close, empty = '[]', 1, 2, true
 else
-  close, empty = append_point(value)
-  if not close then return { 'not_a_session', 0 } end
-  local _, open = find(value, '^[ \t\n\r]*%[')
-  head = open
+  head, close, empty = append_point(value)
+  if not head then return { 'not_a_session', 0 } end
 end
 
 -- Equal turns are found by a plain search for their exact text: the needle starts

@@ -157,14 +157,9 @@ class SQLiteStore:
     ) -> tuple[bool, list[TurnOutcome], int]:
         connection, now = self._connection, now_ms()
         expires_at = self._limits.expires_at(now)
-        _forget_if_expired(connection, key, now)
-        if connection.execute("SELECT 1 FROM unreadable_sessions WHERE key = ?", (key,)).fetchone():
-            raise _NotASession
-        row = connection.execute(
-            "SELECT turn_count, stored_bytes FROM conversations WHERE key = ?", (key,)
-        ).fetchone()
-        created = row is None
-        count, size = (0, 2) if row is None else (int(row[0]), int(row[1]))
+        live = _live_session(connection, key, now)
+        created = live is None
+        count, size = (0, 2) if live is None else live
         outcomes: list[TurnOutcome] = []
         added: list[PlannedTurn] = []  # with the timestamps they are stored with
         for turn in planned:
@@ -268,6 +263,30 @@ def _place(
     while stamp in taken:
         stamp += 1
     return stamp, 1
+
+
+def _live_session(connection: sqlite3.Connection, key: str, now: int) -> tuple[int, int] | None:
+    """The live session's turn count and stored bytes, or None; an expired one is forgotten.
+
+    Raises _NotASession when the key holds a live value that is not a session.
+    """
+    unreadable = connection.execute(
+        "SELECT expires_at FROM unreadable_sessions WHERE key = ?", (key,)
+    ).fetchone()
+    if unreadable is not None:
+        if unreadable[0] > now:
+            raise _NotASession
+        connection.execute("DELETE FROM unreadable_sessions WHERE key = ?", (key,))
+    row = connection.execute(
+        "SELECT turn_count, stored_bytes, expires_at FROM conversations WHERE key = ?", (key,)
+    ).fetchone()
+    if row is None:
+        return None
+    if row[2] <= now:
+        connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        connection.execute("DELETE FROM turns WHERE key = ?", (key,))
+        return None
+    return int(row[0]), int(row[1])
 
 
 def _forget_if_expired(connection: sqlite3.Connection, key: str, now: int) -> None:
