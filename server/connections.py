@@ -8,7 +8,7 @@ would stop accepting anyone.
 from __future__ import annotations
 
 import asyncio
-import resource
+import logging
 from typing import Any, ClassVar
 
 import h11
@@ -21,13 +21,26 @@ MAX_HEADER_BYTES = 16 * 1024
 # Descriptors kept for everything else: the listening socket, the store, logs, worker threads.
 RESERVED_DESCRIPTORS = 64
 MIN_CONNECTIONS = 16
+# Where the descriptor limit is unknown (Windows has no RLIMIT_NOFILE) or unlimited.
+UNBOUNDED_CONNECTIONS = 65_536
+
+logger = logging.getLogger(__name__)
 
 
 def connection_cap() -> int:
     """How many client connections fit under the process's descriptor limit."""
+    try:
+        import resource  # Unix only; Windows has no descriptor limit to read
+    except ImportError:
+        logger.info(
+            "this platform has no descriptor limit to read (no 'resource' module): "
+            "connections are capped at %d",
+            UNBOUNDED_CONNECTIONS,
+        )
+        return UNBOUNDED_CONNECTIONS
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return 65_536
+        return UNBOUNDED_CONNECTIONS
     return max(MIN_CONNECTIONS, soft - RESERVED_DESCRIPTORS)
 
 
