@@ -17,6 +17,10 @@ from localservers.redis_server import free_port
 
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "session-memory-mcp")
 # Only what the child needs: the tests must not depend on the developer's own settings.
+# How long to wait for a cold process before giving up: a stop for a test that would hang, not a
+# promise about start-up time (importing mcp alone takes seconds on a loaded machine).
+START_PATIENCE_SECONDS = 60
+
 BASE_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
 
 
@@ -26,7 +30,7 @@ def child_env(**settings: str) -> dict[str, str]:
 
 def wait_until_healthy(base_url: str, process: subprocess.Popen[Any], describe: Callable[[], str]) -> None:
     """Return once `base_url`/healthz answers 200; raise with `describe()` if the process exits first."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_PATIENCE_SECONDS
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited early:\n{describe()}")
@@ -36,7 +40,9 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen[Any], describe: 
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not answer /healthz within 20 s:\n{describe()}")
+            raise RuntimeError(
+                f"the server did not answer /healthz within {START_PATIENCE_SECONDS} s:\n{describe()}"
+            )
         time.sleep(0.1)
 
 

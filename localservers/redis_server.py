@@ -64,7 +64,7 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # patience for a loaded machine, not a bound
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the Redis-protocol server exited with code {self._process.returncode}")

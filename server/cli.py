@@ -204,6 +204,9 @@ async def _serve_store(
 
 async def check_store(store: SessionStore) -> SessionMemoryError | None:
     """Prove the settings before serving: a wrong one is returned, an outage only warns."""
+    # The moment the promise "a wrong setting stops the server within seconds" is timed from:
+    # everything before it is the interpreter and the imports, which a loaded machine slows.
+    logger.debug("checking the %s store (deadline %g s)", store.backend, STARTUP_CHECK_SECONDS)
     try:
         await store.check(STARTUP_CHECK_SECONDS)
     except StoreUnavailableError as exc:

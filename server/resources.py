@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.resources import ResourceSecurity
@@ -20,7 +20,7 @@ MARKDOWN_TEMPLATE = "session://{session_id}/markdown"
 # The SDK's default policy rejects values that look like file paths ("..", "/x", "C:\\");
 # a session id is an opaque key, never a path, and `check_session_id` judges it instead.
 _ID_IS_NOT_A_PATH = ResourceSecurity(exempt_params=frozenset({"session_id"}))
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _ENCODING_NOTE = (
     "The session id is percent-encoded in the URI like any RFC 6570 {session_id} value: every "

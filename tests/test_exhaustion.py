@@ -19,6 +19,7 @@ from tests.support.mcp_http import post_list_tools
 
 SERVER_DESCRIPTORS = 1024
 FLOOD = 1100
+LOCKED_OUT_SECONDS = 25
 
 
 def limit_descriptors() -> None:
@@ -60,18 +61,20 @@ def test_a_flood_of_half_open_connections_does_not_lock_a_good_client_out(tmp_pa
             started = time.monotonic()
             flood.extend(half_open(port, index) for index in range(FLOOD))
             served_at = None
-            while served_at is None and time.monotonic() - started < 15:
+            # Without the cap, the good client was not served within 30 s; measured with it,
+            # 2.1-2.5 s, then 27 ms a request. The bounds only tell the two apart, with room
+            # for a loaded machine.
+            while served_at is None and time.monotonic() - started < LOCKED_OUT_SECONDS:
                 try:
                     if post_list_tools(server.base_url, None).status_code == 200:
                         served_at = time.monotonic()
                 except httpx.TransportError:
                     time.sleep(0.1)
-            assert served_at is not None, "the good client was not served within 15 s"
-            assert served_at - started < 10, f"the good client waited {served_at - started:.1f} s"
+            assert served_at is not None, f"the good client was not served within {LOCKED_OUT_SECONDS} s"
             for _ in range(20):
                 before = time.monotonic()
                 assert post_list_tools(server.base_url, None).status_code == 200
-                assert time.monotonic() - before < 1
+                assert time.monotonic() - before < 5
         finally:
             for connection in flood:
                 connection.close()
@@ -109,7 +112,9 @@ def test_requests_that_never_complete_are_closed_after_the_deadline(tmp_path: Pa
         for kind, connection in slow.items():
             assert connection.recv(1024) == b"", f"{kind}: the server answered a request it never received"
             waited = time.monotonic() - started[kind]
-            assert 1.5 < waited < 6, f"{kind}: closed after {waited:.1f} s; the deadline is 2 s"
+            # Without the deadline these stay open for good; the upper bound leaves a loaded
+            # machine room and still tells the deadline from the 5 s keep-alive.
+            assert 1.5 < waited < 4.5, f"{kind}: closed after {waited:.1f} s; the deadline is 2 s"
         assert post_list_tools(server.base_url, None).status_code == 200
     assert "Traceback" not in server.log()
 
