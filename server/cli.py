@@ -174,6 +174,7 @@ async def serve(
         failure = await _serve_store(settings, args, files, auth, stopper, build)
         group.cancel_scope.cancel()
     if failure is not None:
+        logger.debug("stopping: the store refused the settings")
         # The SQLite path is left out of errors sent to clients; the operator needs it here.
         where = f" (SQLITE_PATH {settings.sqlite_path})" if settings.backend == "sqlite" else ""
         raise SystemExit(f"session-memory-mcp: {failure}{where}")
