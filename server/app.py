@@ -18,7 +18,7 @@ from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, NamedTokenV
 from server.http_edges import HostNames, HttpEdges, Origins
 from server.isolation import store_lookup
 from server.jwks import JwksCache
-from server.prompts import register_prompts
+from server.prompts import KnownPromptsServer, register_prompts
 from server.readiness import ReadinessProbe
 from server.resources import register_resources
 from server.settings import Settings
@@ -90,7 +90,7 @@ def http_auth(settings: Settings, base_url: str) -> HttpAuth | None:
 
 def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | None = None) -> MCPServer:
     """The MCP server over an open store; with `auth`, /mcp needs a bearer token."""
-    server = MCPServer(
+    server = KnownPromptsServer(
         SERVER_NAME,
         title="Session memory",
         instructions=INSTRUCTIONS,

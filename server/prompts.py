@@ -6,10 +6,10 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
 from pydantic import Field
 
 from memory import ChatTurn, check_session_id
@@ -57,6 +57,27 @@ class StrictPrompt(Prompt):
         if not_text:
             raise invalid_argument(f"prompt arguments are strings; {', '.join(not_text)} is not")
         return await super().render(arguments, context)
+
+
+class KnownPromptsServer(MCPServer[Any]):
+    """An MCPServer that answers an unknown prompt name with invalid params (-32602), as it does
+    an unknown resource URI; the SDK would answer "Internal server error" and log a traceback."""
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        known = sorted(prompt.name for prompt in await self.list_prompts())
+        if name not in known:
+            raise unknown_prompt(name, known)
+        return await super().get_prompt(name, arguments, context)
+
+
+def unknown_prompt(name: str, known: Sequence[str]) -> MCPError:
+    return MCPError(
+        code=INVALID_PARAMS,
+        message=f"Unknown prompt: {name!r}; the prompts are {', '.join(known)}",
+        data={"name": name},
+    )
 
 
 def invalid_argument(detail: str) -> MCPError:

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from memory import BatchSaveResult, ChatTurn, SaveResult, TurnOutcome
+
+
+def inline_schema(model: type[BaseModel]) -> WithJsonSchema:
+    """A flat model's JSON schema written out where it is used: no `$ref`, no `additionalProperties`.
+
+    Some hosts resolve no `$ref`; openai-agents then cannot make a tool's schema strict (and
+    silently sends it non-strict), and google-genai's MCP converter crashes on a nested
+    `additionalProperties: false`. The model still refuses unknown keys when it validates.
+    """
+    schema: dict[str, Any] = model.model_json_schema()
+    schema.pop("additionalProperties", None)
+    return WithJsonSchema(schema)
 
 
 def iso_utc(ms: int) -> str:
@@ -43,7 +55,7 @@ class SavedTurn(BaseModel):
 class SavedTurns(BaseModel):
     session_id: str = Field(description="The session the turns were saved in. Pass it to every later call.")
     new_session: bool = Field(description="True when this call created the session.")
-    turns: list[TurnOutcome] = Field(
+    turns: list[Annotated[TurnOutcome, inline_schema(TurnOutcome)]] = Field(
         description="One entry per turn given, in order: its timestamp as stored (repeat it when "
         "retrying) and whether it was stored (false: an equal turn was already saved)."
     )
@@ -61,14 +73,10 @@ class SavedTurns(BaseModel):
         )
 
 
-# The turn schema inlined rather than referenced through $defs: some hosts do not
-# resolve $ref, and validating 20 turns through a $ref costs a Python client ~40% more.
-_INLINE_TURNS_SCHEMA = WithJsonSchema({"type": "array", "items": ChatTurn.model_json_schema()})
-
-
 class SessionTurns(BaseModel):
     session_id: str
-    turns: Annotated[list[ChatTurn], _INLINE_TURNS_SCHEMA] = Field(
+    # Inlined also because validating 20 turns through a $ref costs a Python client ~40% more.
+    turns: list[Annotated[ChatTurn, inline_schema(ChatTurn)]] = Field(
         description="Oldest first. Empty if the session is unknown or expired."
     )
     turn_count: int = Field(description="How many turns are listed here.")

@@ -26,7 +26,7 @@ from memory import (
 )
 from server.errors import as_tool_errors
 from server.isolation import StoreLookup
-from server.results import DeletedSession, SavedTurn, SavedTurns, SessionTurns
+from server.results import DeletedSession, SavedTurn, SavedTurns, SessionTurns, inline_schema
 from server.wording import ttl_words
 
 SESSION_ID_WORDS = (
@@ -101,6 +101,7 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
         return await SessionTools(stores()).save_turn(turn, session_id)
 
     class TurnToSave(BaseModel):
+        # Unknown keys are refused here, not by the published schema (see inline_schema).
         model_config = ConfigDict(extra="forbid", strict=True)
 
         role: Role = Field(description="Who wrote the content: 'user' or 'assistant'.")
@@ -116,7 +117,7 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
 
     async def save_turns(
         turns: Annotated[
-            list[TurnToSave],
+            list[Annotated[TurnToSave, inline_schema(TurnToSave)]],
             Field(
                 description="The turns to append, oldest first (e.g. the user's message and the reply).",
                 min_length=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -174,6 +175,20 @@ async def test_bad_resume_arguments_are_invalid_params_saying_why(
     error = await prompt_error(client, "resume_conversation", arguments)
     assert error.error.code == INVALID_PARAMS
     assert error.error.message.startswith(message)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_an_unknown_prompt_is_invalid_params_naming_the_known_ones_without_a_traceback(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        error = await prompt_error(client, "resume_chat", {"session_id": "c"})
+    assert error.error.code == INVALID_PARAMS
+    assert error.error.message == (
+        "Unknown prompt: 'resume_chat'; the prompts are remember_conversation, resume_conversation"
+    )
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    assert "Traceback" not in caplog.text
 
 
 @pytest.mark.parametrize("backend", ["upstash"])
