@@ -78,8 +78,5 @@ async def test_sqlite_writers_in_separate_processes_lose_nothing(tmp_path: Path)
     settings = StoreConfig(
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None, sqlite_path=path
     )
-    store = await open_store(settings)
-    try:
+    async with open_store(settings) as store:
         assert_every_turn_once_in_writer_order(await store.get_session("shared"), processes, per_process)
-    finally:
-        await store.aclose()

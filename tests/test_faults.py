@@ -56,13 +56,9 @@ async def contents(client: Client) -> list[str]:
 @pytest.fixture
 async def upstash_client(make_settings: SettingsFactory) -> AsyncIterator[Client]:
     settings = Settings(**make_settings("upstash", store_timeout_seconds=TIMEOUT).model_dump())
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            assert await save(client, "before") == "ok"
-            yield client
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        assert await save(client, "before") == "ok"
+        yield client
 
 
 async def test_stalled_gateway(upstash_client: Client, gateway: UpstashGateway) -> None:
@@ -147,9 +143,8 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
     make_settings: SettingsFactory, tmp_path: Path, read_only: str
 ) -> None:
     settings = make_settings("sqlite", sqlite_path=tmp_path / "db" / "sessions.sqlite3")
-    store = await open_store(settings)
-    await store.save_turn("faulty", ChatTurn(role="user", content="before", timestamp=1))
-    await store.aclose()
+    async with open_store(settings) as store:
+        await store.save_turn("faulty", ChatTurn(role="user", content="before", timestamp=1))
     target = settings.sqlite_path if read_only == "file" else settings.sqlite_path.parent
     original_mode = target.stat().st_mode
     target.chmod(0o444 if read_only == "file" else 0o555)
@@ -169,8 +164,5 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
     assert "the session database is read-only" in finished.stderr
     assert str(settings.sqlite_path) in finished.stderr
     assert "Traceback" not in finished.stderr
-    store = await open_store(settings)
-    try:
+    async with open_store(settings) as store:
         assert await store.get_session("faulty") == [ChatTurn(role="user", content="before", timestamp=1)]
-    finally:
-        await store.aclose()

@@ -26,9 +26,8 @@ def test_default_file_is_in_the_users_data_directory(monkeypatch: pytest.MonkeyP
 
 async def test_missing_directories_are_created(make_settings: SettingsFactory, tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "sessions.sqlite3"
-    store = await open_store(make_settings("sqlite", sqlite_path=path))
-    await store.save_turn("s1", HI)
-    await store.aclose()
+    async with open_store(make_settings("sqlite", sqlite_path=path)) as store:
+        await store.save_turn("s1", HI)
     assert path.exists()
 
 
@@ -36,13 +35,12 @@ async def test_expired_sessions_are_purged_from_the_file(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     settings = make_settings("sqlite")
-    store = await open_store(settings)
-    await store.save_turn("s1", HI)
-    await store.aclose()
+    async with open_store(settings) as store:
+        await store.save_turn("s1", HI)
     with contextlib.closing(sqlite3.connect(settings.sqlite_path, isolation_level=None)) as connection:
         connection.execute("UPDATE conversations SET expires_at = ?", (int(time.time() * 1000) - 1,))
-    store = await open_store(settings)
-    await store.aclose()
+    async with open_store(settings):
+        pass  # opening purges what has expired
     with contextlib.closing(sqlite3.connect(settings.sqlite_path)) as connection:
         assert connection.execute("SELECT COUNT(*) FROM conversations").fetchone() == (0,)
         assert connection.execute("SELECT COUNT(*) FROM turns").fetchone() == (0,)
@@ -52,14 +50,13 @@ async def test_database_locked_by_another_process_gives_a_clear_error_then_recov
     make_settings: SettingsFactory,
 ) -> None:
     settings = make_settings("sqlite", store_timeout_seconds=0.3)
-    store = await open_store(settings)
-    await store.save_turn("s1", HI)
-    with (
-        locked_by_another_process(settings.sqlite_path),
-        pytest.raises(StoreUnavailableError, match="locked by another process; try again later"),
-    ):
-        await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
-    result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
-    assert result.stored
-    assert [t.content for t in await store.get_session("s1")] == ["hi", "after"]
-    await store.aclose()
+    async with open_store(settings) as store:
+        await store.save_turn("s1", HI)
+        with (
+            locked_by_another_process(settings.sqlite_path),
+            pytest.raises(StoreUnavailableError, match="locked by another process; try again later"),
+        ):
+            await store.save_turn("s1", ChatTurn(role="assistant", content="blocked", timestamp=2))
+        result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
+        assert result.stored
+        assert [t.content for t in await store.get_session("s1")] == ["hi", "after"]
