@@ -12,7 +12,7 @@ import redis
 
 from memory import ChatTurn
 from memory.rules import encode_session
-from memory.sqlite_store import import_value
+from memory.sqlite_file import import_value
 
 
 class RawAccess(Protocol):

@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.types import TextContent
 
 from memory import ChatTurn, StoreConfig, open_store
-from memory.sqlite_store import translate
+from memory.sqlite_file import translate
 from server.app import build_server
 from server.settings import Settings
 from tests.support.sqlite_lock import locked_by_another_process
@@ -48,7 +48,7 @@ async def test_an_existing_database_open_to_others_gets_a_warning(
     database = tmp_path / "sessions.sqlite3"
     sqlite3.connect(database).close()
     database.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="memory.sqlite_store"):
+    with caplog.at_level(logging.WARNING, logger="memory.sqlite_file"):
         async with open_store(StoreConfig(sqlite_path=database)):
             pass
     assert f"{database} can be read by other users (mode 644)" in caplog.text
@@ -64,7 +64,7 @@ def private_directory(tmp_path: Path) -> Path:
 async def test_a_private_database_gets_no_warning(
     private_directory: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="memory.sqlite_store"):
+    with caplog.at_level(logging.WARNING, logger="memory.sqlite_file"):
         for _ in range(2):  # created, then opened again
             async with open_store(StoreConfig(sqlite_path=private_directory / "sessions.sqlite3")):
                 pass

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from memory import ChatTurn, StoreUnavailableError, open_store
@@ -60,3 +61,37 @@ async def test_database_locked_by_another_process_gives_a_clear_error_then_recov
         result = await store.save_turn("s1", ChatTurn(role="assistant", content="after", timestamp=3))
         assert result.stored
         assert [t.content for t in await store.get_session("s1")] == ["hi", "after"]
+
+
+async def test_under_a_lock_held_elsewhere_reads_go_on_and_queued_saves_fail_together(
+    make_settings: SettingsFactory,
+) -> None:
+    timeout = 0.5
+    settings = make_settings("sqlite", store_timeout_seconds=timeout)
+    async with open_store(settings) as store:
+        await store.save_turn("s1", HI)
+        failed_after: list[float] = []
+        read_after: list[float] = []
+
+        async def save(i: int) -> None:
+            with pytest.raises(StoreUnavailableError, match="locked by another process; try again later"):
+                await store.save_turn("s1", ChatTurn(role="user", content=f"q{i}", timestamp=10 + i))
+            failed_after.append(anyio.current_time() - started)
+
+        async def read() -> None:
+            await anyio.sleep(timeout / 5)  # the saves are waiting now
+            assert await store.get_session("s1") == [HI]
+            read_after.append(anyio.current_time() - started)
+
+        with locked_by_another_process(settings.sqlite_path):
+            started = anyio.current_time()
+            async with anyio.create_task_group() as group:
+                for i in range(6):
+                    group.start_soon(save, i)
+                group.start_soon(read)
+        # One deadline per call: all six fail within about one timeout, where waiting one
+        # after another they took six; the read did not queue behind them.
+        assert len(failed_after) == 6
+        assert max(failed_after) < 3 * timeout
+        assert read_after[0] < min(failed_after)
+        assert (await store.save_turn("s1", ChatTurn(role="user", content="after", timestamp=99))).stored
