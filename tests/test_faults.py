@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, TextContent
 from localservers.gateway import Fault, UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, child_env
 from localservers.raw import RedisRaw
-from memory import ChatTurn, SessionStore, open_store
+from memory import ChatTurn, open_store
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import SettingsFactory
@@ -115,18 +115,14 @@ async def test_gateway_goes_away_and_comes_back(upstash_client: Client, gateway:
 
 async def test_sqlite_locked_by_another_process(make_settings: SettingsFactory) -> None:
     settings = Settings(**make_settings("sqlite", store_timeout_seconds=0.3).model_dump())
-    store: SessionStore = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            assert await save(client, "before") == "ok"
-            with locked_by_another_process(settings.sqlite_path):
-                error = await save(client, "during")
-            assert "Store unavailable: the session database" in error
-            assert "locked by another process" in error
-            assert await save(client, "after") == "ok"
-            assert await contents(client) == ["before", "after"]
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        assert await save(client, "before") == "ok"
+        with locked_by_another_process(settings.sqlite_path):
+            error = await save(client, "during")
+        assert "Store unavailable: the session database" in error
+        assert "locked by another process" in error
+        assert await save(client, "after") == "ok"
+        assert await contents(client) == ["before", "after"]
 
 
 def without_root_privilege(command: list[str]) -> list[str]:

@@ -104,16 +104,12 @@ async def test_a_server_that_never_answers_gives_a_clear_error_within_the_timeou
 ) -> None:
     silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never replies
     port = silent.getsockname()[1]
-    store = await open_store(
-        make_settings("redis", redis_url=f"redis://127.0.0.1:{port}/0", store_timeout_seconds=0.5)
-    )
-    try:
-        started = time.monotonic()
-        with pytest.raises(
-            StoreUnavailableError, match=r"did not answer within 0\.5 s|could not reach Redis"
-        ):
-            await store.save_turn("s1", HI)
-        assert time.monotonic() - started < 2.0
-    finally:
-        await store.aclose()
-        silent.close()
+    settings = make_settings("redis", redis_url=f"redis://127.0.0.1:{port}/0", store_timeout_seconds=0.5)
+    with silent:
+        async with open_store(settings) as store:
+            started = time.monotonic()
+            with pytest.raises(
+                StoreUnavailableError, match=r"did not answer within 0\.5 s|could not reach Redis"
+            ):
+                await store.save_turn("s1", HI)
+            assert time.monotonic() - started < 2.0

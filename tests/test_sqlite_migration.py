@@ -132,8 +132,8 @@ async def main():
     settings = StoreConfig(upstash_redis_rest_url=None, upstash_redis_rest_token=None,
                              redis_url=None, sqlite_path=Path(sys.argv[1]))
     print("opening", flush=True)
-    store = await open_store(settings)
-    await store.aclose()
+    async with open_store(settings):
+        pass
 anyio.run(main)
 """
 

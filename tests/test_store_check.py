@@ -56,12 +56,11 @@ async def test_check_with_https_on_a_plain_port_is_a_setting_to_fix(
     make_settings: SettingsFactory, gateway: UpstashGateway
 ) -> None:
     url = gateway.url.replace("http://", "https://")
-    store = await open_store(make_settings("upstash", upstash_redis_rest_url=url))
     try:
-        with pytest.raises(StoreSettingsError, match="set UPSTASH_REDIS_REST_URL to a http:// URL"):
-            await store.check(1.0)
+        async with open_store(make_settings("upstash", upstash_redis_rest_url=url)) as store:
+            with pytest.raises(StoreSettingsError, match="set UPSTASH_REDIS_REST_URL to a http:// URL"):
+                await store.check(1.0)
     finally:
-        await store.aclose()
         # httpcore leaves a socket unclosed when a TLS handshake is cancelled; collect it here,
         # quietly, rather than have its ResourceWarning fail whichever test runs next.
         with warnings.catch_warnings():
@@ -117,17 +116,17 @@ async def test_a_redis_busy_running_a_script_is_unavailable_not_refused(
     admin = redis.Redis(port=redis_server.port)
     threshold = str(admin.config_get("busy-reply-threshold")["busy-reply-threshold"])
     admin.config_set("busy-reply-threshold", 50)
-    store = await open_store(make_settings("redis", store_retries=0))
     busy = threading.Thread(
         target=lambda: redis.Redis(port=redis_server.port).eval(_BUSY_SCRIPT, 0, 1_500_000)
     )
     try:
-        busy.start()
-        await anyio.sleep(0.3)  # the script has run past the threshold: the server answers BUSY now
-        with pytest.raises(StoreUnavailableError, match=r"is busy \(BUSY\); try again later$"):
-            await store.get_session("s")
+        async with open_store(make_settings("redis", store_retries=0)) as store:
+            busy.start()
+            await anyio.sleep(0.3)  # the script has run past the threshold: the server answers BUSY now
+            with pytest.raises(StoreUnavailableError, match=r"is busy \(BUSY\); try again later$"):
+                await store.get_session("s")
     finally:
-        busy.join()
+        if busy.is_alive():
+            busy.join()
         admin.config_set("busy-reply-threshold", threshold)
         admin.close()
-        await store.aclose()

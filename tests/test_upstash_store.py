@@ -124,16 +124,12 @@ async def test_timed_out_save_that_executes_late_is_stored_once_after_a_retry(
 async def test_a_stalled_gateway_gives_a_clear_error_within_the_timeout(
     make_settings: SettingsFactory, gateway: UpstashGateway
 ) -> None:
-    store = await open_store(make_settings("upstash", store_timeout_seconds=0.5))
-    try:
+    async with open_store(make_settings("upstash", store_timeout_seconds=0.5)) as store:
         gateway.inject(Fault.STALL, seconds=5, count=10)
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.5 s; try again later"):
             await store.get_session("s1")
         assert time.monotonic() - started < 2.5
-    finally:
-        gateway.one_shot_faults.clear()
-        await store.aclose()
 
 
 async def test_a_non_json_error_page_is_reported_as_unavailable(
