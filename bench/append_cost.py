@@ -25,7 +25,7 @@ from bench.stats import median_ms, timed
 from bench.workloads import _CONTENT, filler_turns
 from localservers.raw import SQLiteRaw
 from memory import ChatTurn, NewTurn, SessionStore, open_store, session_key
-from memory.codec import encode_session, encode_turn
+from memory.rules import encode_session, encode_turn
 
 # The least any append of a JSON array can do inside the store: read it, add the turn, write it.
 FLOOR_SCRIPT = """

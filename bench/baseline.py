@@ -11,7 +11,7 @@ import json
 from upstash_redis.asyncio import Redis as UpstashRedis
 
 from memory import ChatTurn
-from memory.codec import encode_session
+from memory.rules import encode_session
 
 
 async def baseline_get_session(client: UpstashRedis, key: str) -> list[ChatTurn]:

@@ -15,7 +15,7 @@ from bench.environment import GATEWAY_TOKEN, BenchEnvironment
 from bench.stats import median_ms, p99_ms, timed
 from localservers.raw import SQLiteRaw
 from memory import ChatTurn, Role, SessionStore, open_store, session_key
-from memory.codec import encode_session
+from memory.rules import encode_session
 
 OURS_UPSTASH = "ours, Upstash"
 BASELINE_UPSTASH = "design note, Upstash"

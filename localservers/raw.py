@@ -11,8 +11,8 @@ from typing import Protocol
 import redis
 
 from memory import ChatTurn
-from memory.codec import encode_session
-from memory.sqlite_schema import import_value
+from memory.rules import encode_session
+from memory.sqlite_file import import_value
 
 
 class RawAccess(Protocol):

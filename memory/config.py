@@ -1,7 +1,7 @@
 """What a store needs to open: which backend, where it is, and the limits every backend enforces.
 
 A plain frozen value, built in code or from the server's settings; nothing here reads the
-environment.
+environment. Also how a store's URL may be shown: without its credentials.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -115,3 +116,19 @@ def _well_formed_redis_url(url: str) -> bool:
         return False
     database = parts.path.removeprefix("/")
     return bool(parts.hostname) and (database == "" or database.isdigit())
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host, port and path only: `redis://[::1]:6379/0`, `unix:///run/redis.sock`.
+
+    The query goes too: redis-py reads a `password=` option from it.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        # Never fall back to the text itself: the unparsable part may be the password.
+        return "(a URL that could not be parsed)"
+    # `netloc` brackets an IPv6 host and leaves the user name and password out.
+    host = parsed.netloc.decode("ascii")
+    path = "" if parsed.path == "/" else parsed.path  # httpx gives "/" for a URL with no path
+    return f"{parsed.scheme}://{host}{path}"

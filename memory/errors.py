@@ -1,4 +1,4 @@
-"""Errors raised by the memory layer.
+"""Errors raised by the memory layer, and every message it words.
 
     SessionMemoryError
     ├── InvalidRequestError          the caller's input is wrong; nothing was stored
@@ -13,10 +13,13 @@
             └── StoreAuthError       the store rejected the credentials
 
 Messages never contain a token, a password or a URL with credentials: they are
-shown to users and to the models that call the MCP tools.
+shown to users and to the models that call the MCP tools. Below the classes, one function per
+message that more than one place raises, so that each is worded once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class SessionMemoryError(Exception):
@@ -64,3 +67,103 @@ class StoreSettingsError(StoreError):
 
 class StoreAuthError(StoreSettingsError):
     """The store rejected the configured credentials."""
+
+
+# -- what a save reports, on every backend -------------------------------------------------------
+
+
+def session_full(session_id: str, max_session_bytes: int) -> SessionFullError:
+    return SessionFullError(
+        f"session {session_id!r} would exceed the maximum stored size of "
+        f"{max_session_bytes} bytes; nothing was saved (start a new session or delete this one)"
+    )
+
+
+def not_a_session(session_id: str) -> CorruptSessionError:
+    return CorruptSessionError(
+        f"the value stored for session {session_id!r} is not, at its ends, a JSON array of turns; "
+        "it was left unchanged and nothing was saved"
+    )
+
+
+def corrupt(session_id: str, problem: str) -> CorruptSessionError:
+    return CorruptSessionError(
+        f"the value stored for session {session_id!r} is not a JSON array of turns: {problem}; "
+        "it was left unchanged"
+    )
+
+
+def unavailable_during_save(error: StoreUnavailableError, timestamps: Sequence[int]) -> StoreUnavailableError:
+    """The error with what a caller needs to retry safely: the timestamps this save used."""
+    stamps = ", ".join(str(stamp) for stamp in timestamps)
+    which = "timestamp" if len(timestamps) == 1 else "timestamps (in order)"
+    wrapped = StoreUnavailableError(
+        f"{error} (the save may have reached the store: retry with {which} {stamps}, "
+        "so that it is not stored twice)"
+    )
+    wrapped.timestamps = tuple(timestamps)
+    return wrapped
+
+
+def too_slow(backend: str, seconds: float) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the {backend} store did not answer within {seconds:g} s; try again later")
+
+
+# -- what a Redis-protocol server's failures mean (Redis over TCP, Upstash over HTTP) ------------
+
+
+def foreign_type() -> CorruptSessionError:
+    return CorruptSessionError(
+        "the session key holds a Redis type other than a string; it was left unchanged"
+    )
+
+
+def not_utf8() -> CorruptSessionError:
+    return CorruptSessionError("the value stored at the session key is not UTF-8 text; it was left unchanged")
+
+
+def busy(what: str, reply: str) -> StoreUnavailableError:
+    return StoreUnavailableError(f"{what} is busy ({reply.split()[0].upper()}); try again later")
+
+
+def refused(name: str, reply: object) -> StoreError:
+    return StoreError(f"{name} refused the command: {reply}")
+
+
+def unexpected_reply(command: str, reply: object) -> StoreError:
+    return StoreError(f"the store answered {command} with a {type(reply).__name__}")
+
+
+def tls_failed(what: str, variable: str) -> StoreSettingsError:
+    return StoreSettingsError(
+        f"the TLS handshake with {what} failed: check {variable} (a TLS scheme needs "
+        "a TLS port, a plain scheme a plain one) and that the server's certificate is trusted"
+    )
+
+
+def not_resolved(what: str, variable: str) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the host name of {what} did not resolve: check {variable} and the network; try again later"
+    )
+
+
+def connection_refused(what: str, variable: str) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"{what} refused the connection (nothing listening on that port?): check "
+        f"{variable} and that the server runs; try again later"
+    )
+
+
+def no_answer(what: str) -> StoreUnavailableError:
+    return StoreUnavailableError(f"{what} did not answer in time; try again later")
+
+
+def unreachable(what: str, kind: str) -> StoreUnavailableError:
+    return StoreUnavailableError(f"could not reach {what} ({kind}); try again later")
+
+
+def plain_port(what: str, variable: str, plain_scheme: str) -> StoreSettingsError:
+    return StoreSettingsError(
+        f"{what} does not speak TLS on that port: set {variable} to a {plain_scheme} URL, "
+        "or use the server's TLS port"
+    )

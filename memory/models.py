@@ -1,8 +1,10 @@
-"""The data model shared with the design note's TypeScript layer."""
+"""The data model shared with the design note's TypeScript layer, and the store interface."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -82,3 +84,59 @@ class SaveResult(BaseModel):
     stored: bool = Field(description="False when an equal turn (same role, content and timestamp) was there.")
     timestamp: int = Field(description="The turn's timestamp as stored, in ms since the epoch.")
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
+
+
+class SessionStore(Protocol):
+    """Short-term chat memory: one JSON array of turns per session, with a TTL.
+
+    An async context manager: leaving `async with` closes it.
+    """
+
+    @property
+    def backend(self) -> str:
+        """`upstash`, `redis` or `sqlite`."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, safe to log (no credentials)."""
+        ...
+
+    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
+        """The turns oldest first (only the newest `last` when given); [] if missing or expired."""
+        ...
+
+    async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
+        """Append a turn atomically and reset the TTL (see `save_turns`)."""
+        ...
+
+    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
+        """Append turns atomically, in order, and reset the TTL.
+
+        A turn with a timestamp that equals a stored turn (role, content, timestamp) is a
+        retry and is not stored again; a turn without one is stamped with the store's clock,
+        moved to the next free millisecond past an equal turn, and never merged.
+        """
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Forget a session; False if there was none."""
+        ...
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """One cheap command (PING, or a trivial query); raises what a tool call would raise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files."""
+        ...
+
+    def view(self, namespace: str) -> SessionStore:
+        """This open store (same connection) with `namespace` after the key prefix."""
+        ...
+
+    async def __aenter__(self) -> SessionStore: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None: ...

@@ -1,119 +1,272 @@
-"""The Redis backend: any Redis-protocol server (Redis, Valkey, Upstash's TCP endpoint) via redis-py."""
+"""Sessions on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append.
+
+One store for Redis (redis-py over TCP) and Upstash (`upstash-redis` over HTTP); what differs
+between the two clients is an `Adapter` (see `memory.adapters`): how to send a command, read a
+value's tail, and what the client's exceptions mean.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import dataclasses
+import functools
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Protocol, TypeVar
 
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+import anyio
 
+from memory.config import StoreConfig
 from memory.errors import (
-    ConfigurationError,
+    SessionMemoryError,
     StoreAuthError,
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
+    not_a_session,
+    session_full,
+    too_slow,
+    unexpected_reply,
 )
-from memory.exception_map import (
-    Endpoint,
-    ErrorRule,
-    busy,
-    foreign_type,
-    is_busy,
-    refused,
-    starts_with,
-    unreachable,
-)
-from memory.limits import Limits
-from memory.redis_protocol_store import Argument, RedisProtocolStore
-from memory.tls_probe import answers_in_plain, plain_endpoint_error
-from memory.urls import redact_url
+from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
+from memory.rules import BaseStore, PlannedTurn, decode_session, decode_tail, expiry_ms
 
-_RESP_REPLY_PREFIXES = (b"+", b"-", b"$", b"*", b"%", b"_", b":")
+logger = logging.getLogger(__name__)
 
+Argument = str | int
+T = TypeVar("T")
 
-def _rejected_credentials(exc: Exception, endpoint: Endpoint) -> StoreAuthError:
-    return StoreAuthError(
-        f"{endpoint.what} rejected the credentials: check the user name and password in {endpoint.variable}"
-    )
+# A first guess at a stored turn's size, in bytes, until this store has seen some.
+_INITIAL_TURN_BYTES = 512
+# A tail window holds this much more than the turns asked for, so that one read suffices.
+_WINDOW_MARGIN = 1.25
+
+# Upstash runs a script under its global lock unless the script's first line says it
+# touches only the keys it is given; Redis and Valkey refuse the flag.
+KEY_LOCKING_SHEBANG = "#!lua flags=allow-key-locking\n"
 
 
-def _loading(exc: Exception, endpoint: Endpoint) -> StoreUnavailableError:
-    return StoreUnavailableError(f"{endpoint.what} is loading its data set; try again later")
+@dataclasses.dataclass(frozen=True)
+class LuaScript:
+    source: str
+    sha1: str
 
 
-def _read_only(exc: Exception, endpoint: Endpoint) -> StoreSettingsError:
-    return StoreSettingsError(
-        f"{endpoint.what} is a read-only replica: point {endpoint.variable} at the primary"
-    )
+@functools.cache
+def append_script(key_locking: bool) -> LuaScript:
+    """The append script (`append_turns.lua`), with Upstash's key-locking flag when `key_locking`."""
+    source = resources.files("memory").joinpath("append_turns.lua").read_text(encoding="utf-8")
+    if key_locking:
+        source = KEY_LOCKING_SHEBANG + source
+    return LuaScript(source, hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest())
 
 
-_AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "NOPERM")
+class Adapter(Protocol):
+    """One client library of a Redis-protocol server, as the store uses it."""
 
-# redis-py's replies are bytes, decoded here with "replace": no UnicodeDecodeError to map.
-REDIS_ERRORS = (
-    ErrorRule(redis_errors.ResponseError, foreign_type, when=starts_with("WRONGTYPE")),
-    ErrorRule(redis_errors.AuthenticationError, _rejected_credentials),
-    ErrorRule(redis_errors.ResponseError, _rejected_credentials, when=starts_with(*_AUTH_MARKERS)),
-    ErrorRule(redis_errors.BusyLoadingError, _loading, retry=True),
-    ErrorRule((redis_errors.ConnectionError, redis_errors.TimeoutError), unreachable, retry=True),
-    ErrorRule(redis_errors.ResponseError, busy, when=is_busy, retry=True),
-    ErrorRule(redis_errors.ResponseError, _read_only, when=starts_with("READONLY")),
-    ErrorRule(redis_errors.ResponseError, refused),
-)
+    backend: str  # `redis` or `upstash`
+    location: str  # the URL without credentials
+    what: str  # the store as errors name it: "Redis at redis://host:6379/0"
+    variable: str  # the setting that points at it
+    key_locking: bool  # whether the append script carries Upstash's key-locking flag
+
+    async def command(self, *args: Argument) -> object:
+        """Send one command; raise the client's own exceptions."""
+        ...
+
+    async def tail(self, key: str, size: int) -> tuple[str, bool]:
+        """About the last `size` bytes of the value, from a character boundary, and whether
+        that is the whole value ('' and True for a missing key)."""
+        ...
+
+    def translate(self, exc: Exception) -> SessionMemoryError | None:
+        """The memory error a client exception means, or None to let it through."""
+        ...
+
+    def is_noscript(self, exc: Exception) -> bool: ...
+
+    async def plain_port_error(self) -> StoreSettingsError | None:
+        """The error for a TLS URL aimed at a port that speaks plain text, or None."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
-class RedisStore(RedisProtocolStore):
-    """Sessions in a Redis-protocol server, with the same keys and script as the Upstash backend."""
+class RedisStore(BaseStore):
+    """A session store on a Redis-protocol server, through one client's adapter."""
 
-    backend = "redis"
-    errors = REDIS_ERRORS
+    def __init__(self, config: StoreConfig, adapter: Adapter) -> None:
+        super().__init__(config)
+        self.adapter = adapter
+        self.backend = adapter.backend
+        self._turn_bytes = float(_INITIAL_TURN_BYTES)
 
-    def __init__(self, url: str, limits: Limits, timeout_seconds: float, retries: int) -> None:
-        super().__init__(limits, timeout_seconds, retries, Endpoint("Redis", redact_url(url), "REDIS_URL"))
-        parts = urlsplit(url)
-        self._tls_address = (
-            (parts.hostname or "localhost", parts.port or 6379) if parts.scheme == "rediss" else None
-        )
-        # Retries are ours, shared with the Upstash backend and bounded by the timeout.
-        try:
-            self._client = aioredis.Redis.from_url(
-                url,
-                socket_timeout=timeout_seconds,
-                socket_connect_timeout=timeout_seconds,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except (ValueError, TypeError):
-            # redis-py's message may quote the URL's parts, the password among them.
-            raise ConfigurationError("REDIS_URL could not be used: check its query options") from None
-
-    async def _command(self, *args: Argument) -> object:
-        # execute_command: no per-command reply parsing, the raw reply as the script returns it.
-        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
-
-    async def _tail(self, key: str, size: int) -> tuple[str, bool]:
-        data = await self._command("GETRANGE", key, -size, -1)
-        if not isinstance(data, bytes):
-            raise StoreError(f"the store answered GETRANGE with a {type(data).__name__}")
-        whole = len(data) < size
-        # The window may start inside a UTF-8 sequence: skip its continuation bytes.
-        start = 0
-        while not whole and start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
-            start += 1
-        return data[start:].decode("utf-8", "replace"), whole
-
-    def _is_noscript(self, exc: Exception) -> bool:
-        return isinstance(exc, redis_errors.NoScriptError)
-
-    async def _plain_port_error(self) -> StoreSettingsError | None:
-        if self._tls_address is None:
-            return None
-        host, port = self._tls_address
-        if await answers_in_plain(host, port, b"PING\r\n", _RESP_REPLY_PREFIXES):
-            return plain_endpoint_error(self.endpoint, "redis://")
-        return None
+    @property
+    def location(self) -> str:
+        return self.adapter.location
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.adapter.aclose()
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """One PING, so the settings are proven before the first tool call needs them."""
+        try:
+            with self._within_timeout(timeout_seconds):
+                await self._call(lambda: self.adapter.command("PING"))
+        except StoreAuthError:
+            raise
+        except (StoreUnavailableError, StoreSettingsError):
+            # A plain server mostly does not answer a TLS handshake at all: it waits for a line
+            # of text, so the handshake times out (or fails, if the handshake held a newline).
+            # Asking the port in plain text tells that apart from an outage or a certificate.
+            misconfigured = await self.adapter.plain_port_error()
+            if misconfigured is not None:
+                raise misconfigured from None
+            raise
+        except StoreError as exc:
+            # A store refuses PING only when the URL leads elsewhere (on Upstash, a URL with a
+            # path answers "unknown endpoint"): a setting to fix, not an outage.
+            raise StoreSettingsError(
+                f"{self.adapter.what} refused PING: check {self.adapter.variable} (the store's URL; "
+                f"for Upstash, the database's REST URL with no path); it answered: {exc.__cause__ or exc}"
+            ) from exc
+
+    async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
+        with self._within_timeout():
+            if last is not None:
+                tail = await self._read_tail(key, session_id, last)
+                if tail is not None:
+                    return tail
+            value = await self._call(lambda: self.adapter.command("GET", key))
+        if value is None:
+            return []
+        if not isinstance(value, (str, bytes)):
+            raise unexpected_reply("GET", value)
+        turns = decode_session(value, session_id)
+        return turns if last is None else turns[-last:]
+
+    async def _append(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
+        self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in planned), len(planned))
+        first = self._arguments(planned)
+        # A retry may follow an attempt that ran: every turn is then looked for as it was
+        # sent, so that the earlier attempt's write is found rather than stored again.
+        again = self._arguments([dataclasses.replace(turn, mode="keep") for turn in planned])
+        attempts = 0
+
+        async def send() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await self._eval(key, first if attempts == 1 else again)
+
+        with self._within_timeout():
+            reply = await self._call(send)
+        return self._saved(reply, session_id, len(planned), retried=attempts > 1)
+
+    async def _delete(self, key: str) -> bool:
+        with self._within_timeout():
+            deleted = await self._call(lambda: self.adapter.command("DEL", key))
+        return bool(deleted)
+
+    def _arguments(self, turns: Sequence[PlannedTurn]) -> list[str]:
+        """ARGV for the script, in the order it reads them."""
+        arguments = [str(self.config.session_ttl_seconds), str(self.config.max_session_bytes)]
+        for turn in turns:
+            arguments += [turn.prefix, str(turn.timestamp), turn.mode]
+        return arguments
+
+    def _saved(self, reply: object, session_id: str, count: int, retried: bool) -> BatchSaveResult:
+        """The script's reply, whichever client decoded it, as the save's result.
+
+        The reply is `[outcome, created, timestamp_1, state_1, …]`, state 1 stored, 0 an equal
+        turn was there, 2 likewise and it is the session's first turn.
+        """
+        if isinstance(reply, list) and len(reply) >= 2:
+            outcome, created, *pairs = reply
+            if isinstance(outcome, bytes):
+                outcome = outcome.decode("ascii", "replace")
+            if outcome == "not_a_session":
+                raise not_a_session(session_id)
+            if outcome == "session_full":
+                raise session_full(session_id, self.config.max_session_bytes)
+            if (
+                outcome == "saved"
+                and isinstance(created, int)
+                and len(pairs) == 2 * count
+                and all(isinstance(item, int) for item in pairs)
+            ):
+                stamps, states = pairs[0::2], pairs[1::2]
+                return BatchSaveResult(
+                    session_id=session_id,
+                    # After a retry, an equal turn is the earlier attempt's own write.
+                    new_session=created == 1 or (retried and states[0] == 2),
+                    turns=[
+                        TurnOutcome(timestamp=stamp, stored=state == 1 or retried)
+                        for stamp, state in zip(stamps, states, strict=True)
+                    ],
+                    expires_at=expiry_ms(self.config),
+                )
+        raise StoreError("the store answered the append script with an unexpected reply")
+
+    async def _eval(self, key: str, arguments: list[str]) -> object:
+        script = append_script(self.adapter.key_locking)
+        try:
+            return await self.adapter.command("EVALSHA", script.sha1, 1, key, *arguments)
+        except Exception as exc:
+            if not self.adapter.is_noscript(exc):
+                raise
+        # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
+        logger.debug("append script not cached by the store; sending it with EVAL")
+        return await self.adapter.command("EVAL", script.source, 1, key, *arguments)
+
+    async def _read_tail(self, key: str, session_id: str, last: int) -> list[ChatTurn] | None:
+        """The newest `last` turns from a window at the value's end, widened while too short.
+
+        None when the window cannot be read on its own: the caller then reads the value
+        whole, which reports a corrupt one with its position.
+        """
+        size = int(last * self._turn_bytes * _WINDOW_MARGIN) + 64
+        while True:
+            window, whole = await self._call(functools.partial(self.adapter.tail, key, size))
+            if whole and not window:
+                return []  # no such key, as GET would say
+            turns = decode_session(window, session_id) if whole else decode_tail(window, session_id)
+            if turns is None:
+                return None
+            if turns:
+                self._learn_turn_bytes(len(window.encode("utf-8")), len(turns))
+            if whole or len(turns) >= last:
+                return turns[-last:]
+            size = max(2 * size, int(last * self._turn_bytes * _WINDOW_MARGIN) + 64)
+
+    def _learn_turn_bytes(self, total_bytes: int, count: int) -> None:
+        # A moving average: recent sessions matter more than old ones.
+        self._turn_bytes = 0.8 * self._turn_bytes + 0.2 * (total_bytes / count)
+
+    @contextmanager
+    def _within_timeout(self, seconds: float | None = None) -> Iterator[None]:
+        """One deadline for a whole operation: retries and the NOSCRIPT fallback included."""
+        seconds = self.config.store_timeout_seconds if seconds is None else seconds
+        try:
+            with anyio.fail_after(seconds):
+                yield
+        except TimeoutError as exc:
+            raise too_slow(self.backend, seconds) from exc
+
+    async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
+        """Send; a failure that means the store is unavailable is sent again (up to STORE_RETRIES
+        times): it may not have reached the store, and the script finds a write that did."""
+        attempt = 0
+        while True:
+            try:
+                return await send()
+            except Exception as exc:
+                error = self.adapter.translate(exc)
+                if error is None:
+                    raise
+                if not isinstance(error, StoreUnavailableError) or attempt >= self.config.store_retries:
+                    raise error from exc
+                logger.debug("retrying after %s", type(exc).__name__)
+            attempt += 1
+            await anyio.sleep(0.05 * 2**attempt)

@@ -1,27 +1,23 @@
-"""The embedded default backend: one SQLite file, no server and no account needed."""
+"""The embedded default backend: one SQLite file (see `memory.sqlite_file`), no server and no
+account needed; a session is a row in `conversations` and one row per turn in `turns`."""
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import dataclasses
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
-from memory.clock import now_ms
-from memory.codec import decode_session
-from memory.errors import SessionMemoryError, StoreError, StoreUnavailableError
-from memory.limits import Limits
-from memory.models import BatchSaveResult, ChatTurn, NewTurn, SaveResult, TurnOutcome
-from memory.planning import PlannedTurn, check_last, plan_turns
-from memory.private_files import prepare_private_database
-from memory.save_errors import not_a_session, session_full, unavailable_during_save
-from memory.sqlite_schema import prepare
+from memory.config import StoreConfig
+from memory.errors import StoreUnavailableError, not_a_session, session_full
+from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
+from memory.rules import BaseStore, PlannedTurn, decode_session, expiry_ms, now_ms
+from memory.sqlite_file import connect, locked, transaction, translate
 
 T = TypeVar("T")
 
@@ -36,29 +32,35 @@ class _NotASession(Exception):
     pass
 
 
-class SQLiteStore:
+class SQLiteStore(BaseStore):
     """Sessions in a local SQLite file, one row per turn, atomic across threads and processes.
 
-    One connection, used from one worker thread at a time, so the event loop
-    never blocks; other processes are kept out by SQLite's own write lock
-    (BEGIN IMMEDIATE), waited for up to the store timeout.
+    Two connections, each used from one worker thread at a time, so the event loop never
+    blocks: saves and deletes on one, reads on the other, which WAL lets proceed while a
+    writer (here or in another process) holds SQLite's write lock. Every call has one deadline,
+    the store timeout, for its turn at the connection and SQLite's lock together.
     """
 
     backend = "sqlite"
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, limits: Limits) -> None:
-        self._connection = connection
-        self._path = path
-        self._limits = limits
-        self._limiter = anyio.CapacityLimiter(1)
+    def __init__(self, config: StoreConfig, writer: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+        super().__init__(config)
+        self._writer, self._reader = writer, reader
+        self._write_turn, self._read_turn = anyio.Lock(), anyio.Lock()
+        self._path = config.sqlite_path
         self._next_purge_ms = 0
 
     @classmethod
-    async def open(cls, path: Path, limits: Limits, timeout_seconds: float) -> SQLiteStore:
-        connection = await anyio.to_thread.run_sync(_connect, path, timeout_seconds)
-        store = cls(connection, path, limits)
+    async def open(cls, config: StoreConfig) -> SQLiteStore:
+        writer, reader = await anyio.to_thread.run_sync(
+            connect, config.sqlite_path, config.store_timeout_seconds
+        )
+        store = cls(config, writer, reader)
         try:
-            await store._run(store._purge_unless_locked)
+            # Another process holding the write lock must not keep the server from starting, nor
+            # delay it: one try, and if locked, the purge stays due for a later save.
+            with contextlib.suppress(StoreUnavailableError):
+                await store._write(store._purge_expired_if_due, seconds=0)
         except BaseException:
             await store.aclose()
             raise
@@ -68,170 +70,154 @@ class SQLiteStore:
     def location(self) -> str:
         return str(self._path)
 
-    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
-        key = self._limits.key_for(session_id)
-        last = check_last(last)
-        return await self._run(self._read, key, session_id, last)
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """A trivial read, which in WAL mode does not wait for any write lock."""
+        await self._run(
+            self._reader,
+            self._read_turn,
+            timeout_seconds,
+            self._reader.execute,
+            "SELECT 1 FROM conversations LIMIT 1",
+        )
 
-    async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
-        return (await self.save_turns(session_id, [turn])).single()
+    async def aclose(self) -> None:
+        async with self._write_turn, self._read_turn:
+            await anyio.to_thread.run_sync(self._writer.close)
+            await anyio.to_thread.run_sync(self._reader.close)
 
-    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
-        key = self._limits.key_for(session_id)
-        planned = plan_turns(turns, self._limits.max_content_chars)
+    async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
+        return await self._run(self._reader, self._read_turn, None, self._read_rows, key, session_id, last)
+
+    async def _append(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
         try:
-            created, outcomes, expires_at = await self._run(self._append, key, planned)
-        except StoreUnavailableError as exc:
-            raise unavailable_during_save(exc, planned) from exc
+            return await self._write(self._append_rows, key, session_id, planned)
         except _NotASession:
             raise not_a_session(session_id) from None
         except _SessionFull:
-            raise session_full(session_id, self._limits) from None
-        return BatchSaveResult(
-            session_id=session_id, new_session=created, turns=outcomes, expires_at=expires_at
-        )
+            raise session_full(session_id, self.config.max_session_bytes) from None
 
-    async def delete_session(self, session_id: str) -> bool:
-        key = self._limits.key_for(session_id)
-        return await self._run(self._delete, key)
+    async def _delete(self, key: str) -> bool:
+        return await self._write(self._delete_rows, key)
 
-    async def check(self, timeout_seconds: float | None = None) -> None:
-        """A trivial read; in WAL mode it never waits for another process's write lock."""
-        await self._run(self._connection.execute, "SELECT 1 FROM conversations LIMIT 1")
+    async def _write(self, function: Callable[..., T], *args: object, seconds: float | None = None) -> T:
+        return await self._run(self._writer, self._write_turn, seconds, function, *args)
 
-    async def aclose(self) -> None:
-        await self._run(self._connection.close)
-
-    def namespaced(self, namespace: str) -> SQLiteStore:
-        # Shares the connection and its one-thread limiter, so views never write concurrently.
-        view = copy.copy(self)
-        view._limits = dataclasses.replace(self._limits, key_prefix=self._limits.key_prefix + namespace)
-        return view
-
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
+    async def _run(
+        self,
+        connection: sqlite3.Connection,
+        turn: anyio.Lock,
+        seconds: float | None,
+        function: Callable[..., T],
+        *args: object,
+    ) -> T:
+        """Run `function` in a worker thread with `connection`, all within `seconds` (the store
+        timeout by default): the wait for the connection, then SQLite's busy timeout, is what
+        is left of it, so that calls queued behind a lock held elsewhere fail together, in time."""
+        seconds = self.config.store_timeout_seconds if seconds is None else seconds
+        deadline = anyio.current_time() + seconds
         try:
-            return await anyio.to_thread.run_sync(functools.partial(function, *args), limiter=self._limiter)
+            turn.acquire_nowait()
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(seconds):
+                    await turn.acquire()
+            except TimeoutError:
+                raise locked() from None
+        try:
+            busy_ms = max(0, int((deadline - anyio.current_time()) * 1000))
+            call = functools.partial(_within, connection, busy_ms, function, *args)
+            return await anyio.to_thread.run_sync(call)
         except sqlite3.Error as exc:
-            raise _translate(exc, self._path) from exc
+            raise translate(exc) from exc
+        finally:
+            turn.release()
 
-    def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
-        connection, now = self._connection, now_ms()
-        unreadable = connection.execute(
-            "SELECT CAST(value AS BLOB) FROM unreadable_sessions WHERE key = ? AND expires_at > ?",
-            (key, now),
-        ).fetchone()
-        if unreadable is not None:
-            decode_session(bytes(unreadable[0]), session_id)  # raises, saying where it fails
-        if not connection.execute(
-            "SELECT 1 FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
-        ).fetchone():
-            return []
-        if last is None:
-            rows = connection.execute(
-                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
-            ).fetchall()
-        else:
-            rows = connection.execute(
-                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
-                (key, last),
-            ).fetchall()[::-1]
-        return [
-            ChatTurn.model_construct(role=role, content=content, timestamp=ts) for role, content, ts in rows
-        ]
+    # -- in the worker thread ----------------------------------------------------------------
 
-    def _append(self, key: str, planned: Sequence[PlannedTurn]) -> tuple[bool, list[TurnOutcome], int]:
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
+    def _read_rows(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
+        connection, now = self._reader, now_ms()
+        connection.execute("BEGIN")  # one snapshot for the three queries
         try:
-            result = self._append_in_transaction(key, planned)
+            unreadable = connection.execute(
+                "SELECT CAST(value AS BLOB) FROM unreadable_sessions WHERE key = ? AND expires_at > ?",
+                (key, now),
+            ).fetchone()
+            if unreadable is not None:
+                decode_session(bytes(unreadable[0]), session_id)  # raises, saying where it fails
+            if not connection.execute(
+                "SELECT 1 FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone():
+                return []
+            if last is None:
+                rows = connection.execute(
+                    "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
+                    (key, last),
+                ).fetchall()[::-1]
+            return [
+                ChatTurn.model_construct(role=role, content=content, timestamp=ts)
+                for role, content, ts in rows
+            ]
+        finally:
             connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+
+    def _append_rows(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
+        with transaction(self._writer) as connection:
+            now = now_ms()
+            live = _live_session(connection, key, now)
+            count, size = (0, 2) if live is None else live
+            outcomes: list[TurnOutcome] = []
+            added: list[PlannedTurn] = []  # with the timestamps they are stored with
+            for turn in planned:
+                stamp, state = _place(connection, key, turn, added)
+                if state == 1:
+                    placed = dataclasses.replace(turn, timestamp=stamp)
+                    size += len(placed.text.encode()) + (1 if count + len(added) else 0)
+                    added.append(placed)
+                outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
+            if size > self.config.max_session_bytes:
+                raise _SessionFull
+            connection.executemany(
+                "INSERT INTO turns VALUES (?, ?, ?, ?, ?, 1)",
+                (
+                    (key, seq, turn.role, turn.content, turn.timestamp)
+                    for seq, turn in enumerate(added, start=count)
+                ),
+            )
+            expiry = expiry_ms(self.config, now)
+            connection.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
+                "stored_bytes = excluded.stored_bytes",
+                (key, expiry, count + len(added), size),
+            )
         self._purge_expired_if_due()
-        return result
-
-    def _append_in_transaction(
-        self, key: str, planned: Sequence[PlannedTurn]
-    ) -> tuple[bool, list[TurnOutcome], int]:
-        connection, now = self._connection, now_ms()
-        expires_at = self._limits.expires_at(now)
-        live = _live_session(connection, key, now)
-        created = live is None
-        count, size = (0, 2) if live is None else live
-        outcomes: list[TurnOutcome] = []
-        added: list[PlannedTurn] = []  # with the timestamps they are stored with
-        for turn in planned:
-            stamp, state = _place(connection, key, turn, added)
-            if state == 1:
-                placed = dataclasses.replace(turn, timestamp=stamp)
-                size += len(placed.text.encode()) + (1 if count + len(added) else 0)
-                added.append(placed)
-            outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
-        if size > self._limits.max_session_bytes:
-            raise _SessionFull
-        connection.executemany(
-            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, 1)",
-            (
-                (key, seq, turn.role, turn.content, turn.timestamp)
-                for seq, turn in enumerate(added, start=count)
-            ),
+        return BatchSaveResult(
+            session_id=session_id, new_session=live is None and bool(added), turns=outcomes, expires_at=expiry
         )
-        connection.execute(
-            "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-            "expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
-            "stored_bytes = excluded.stored_bytes",
-            (key, expires_at, count + len(added), size),
-        )
-        return created and bool(added), outcomes, expires_at
 
-    def _delete(self, key: str) -> bool:
-        connection, now = self._connection, now_ms()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            _forget_if_expired(connection, key, now)
+    def _delete_rows(self, key: str) -> bool:
+        with transaction(self._writer) as connection:
+            _forget_if_expired(connection, key, now_ms())
             existed = connection.execute("DELETE FROM conversations WHERE key = ?", (key,)).rowcount
             connection.execute("DELETE FROM turns WHERE key = ?", (key,))
             existed += connection.execute("DELETE FROM unreadable_sessions WHERE key = ?", (key,)).rowcount
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         return existed > 0
-
-    def _purge_unless_locked(self) -> None:
-        # At open, another process holding the write lock must not keep the server from
-        # starting, nor delay it: try once, and if locked, leave the purge due for a later save.
-        (busy_timeout_ms,) = self._connection.execute("PRAGMA busy_timeout").fetchone()
-        self._connection.execute("PRAGMA busy_timeout = 0")
-        try:
-            self._purge_expired_if_due()
-        except sqlite3.OperationalError as exc:
-            if not isinstance(_translate(exc, self._path), StoreUnavailableError):
-                raise
-        finally:
-            self._connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
     def _purge_expired_if_due(self) -> None:
         # Expired sessions are never returned; this only gives their space back.
         now = now_ms()
         if now < self._next_purge_ms:
             return
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._writer) as connection:
             connection.execute(
                 "DELETE FROM turns WHERE key IN (SELECT key FROM conversations WHERE expires_at <= ?)", (now,)
             )
             connection.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
             connection.execute("DELETE FROM unreadable_sessions WHERE expires_at <= ?", (now,))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         self._next_purge_ms = now + _PURGE_INTERVAL_MS
 
 
@@ -299,33 +285,6 @@ def _forget_if_expired(connection: sqlite3.Connection, key: str, now: int) -> No
     connection.execute("DELETE FROM unreadable_sessions WHERE key = ? AND expires_at <= ?", (key, now))
 
 
-def _connect(path: Path, timeout_seconds: float) -> sqlite3.Connection:
-    prepare_private_database(path)
-    connection: sqlite3.Connection | None = None
-    try:
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
-        connection = sqlite3.connect(
-            path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False
-        )
-        connection.execute("PRAGMA journal_mode = WAL")
-        prepare(connection)
-    except sqlite3.Error as exc:
-        if connection is not None:
-            connection.close()
-        raise _translate(exc, path) from exc
-    return connection
-
-
-def _translate(exc: sqlite3.Error, path: Path) -> SessionMemoryError:
-    # No path in these messages: they reach clients. The startup log names the file.
-    reason = str(exc) or type(exc).__name__
-    if "locked" in reason or "busy" in reason:
-        return StoreUnavailableError("the session database is locked by another process; try again later")
-    if "readonly" in reason or "read-only" in reason:
-        return StoreError(
-            "the session database is read-only; check the permissions of the file and its "
-            "directory (SQLite also writes -wal and -shm files beside it)"
-        )
-    if "unable to open" in reason:
-        return StoreError(f"cannot open the session database ({reason}); set SQLITE_PATH to a writable file")
-    return StoreError(f"the session database failed: {reason}")
+def _within(connection: sqlite3.Connection, busy_ms: int, function: Callable[..., T], *args: object) -> T:
+    connection.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    return function(*args)

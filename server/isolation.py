@@ -8,7 +8,6 @@ name can reach into another's key space; a tokens-file name is unchanged by it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -20,8 +19,6 @@ from memory import SessionStore
 from server.settings import Isolation
 
 StoreLookup = Callable[[], SessionStore]
-# Views are cheap, but each keeps its own housekeeping schedule: reuse the recent ones.
-_CACHED_VIEWS = 1024
 
 
 def client_namespace(client_name: str) -> str:
@@ -33,15 +30,12 @@ def store_lookup(store: SessionStore, isolation: Isolation) -> StoreLookup:
     if isolation == "shared":
         return lambda: store
 
-    @functools.lru_cache(maxsize=_CACHED_VIEWS)
-    def view(client_name: str) -> SessionStore:
-        return store.namespaced(client_namespace(client_name))
-
     def current() -> SessionStore:
         access = get_access_token()
         if access is None:
             # Startup refuses per-client mode without authentication; this guards the rest.
             raise MCPError(code=INVALID_REQUEST, message="per-client isolation needs an authenticated client")
-        return view(access.client_id)
+        # A view is a few fields over the open store, which keeps the one housekeeping schedule.
+        return store.view(client_namespace(access.client_id))
 
     return current

@@ -86,9 +86,8 @@ def store_config(backend: str, make_settings: SettingsFactory) -> StoreConfig:
 
 @pytest.fixture
 async def store(store_config: StoreConfig) -> AsyncIterator[SessionStore]:
-    opened = await open_store(store_config)
-    yield opened
-    await opened.aclose()
+    async with open_store(store_config) as opened:
+        yield opened
 
 
 def server_settings(make_settings: SettingsFactory, backend: str, **overrides: Any) -> Settings:

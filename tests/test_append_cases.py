@@ -8,7 +8,7 @@ import functools
 import anyio
 import pytest
 
-import memory.planning as planning
+import memory.rules as planning
 from localservers.gateway import UpstashGateway
 from localservers.raw import RawAccess, RedisRaw
 from memory import (
@@ -20,7 +20,7 @@ from memory import (
     SessionStore,
     open_store,
 )
-from memory.append_script import append_script
+from memory.redis_store import append_script
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -196,8 +196,7 @@ async def test_a_missing_session_reads_as_empty_with_last(store: SessionStore) -
 async def test_last_on_a_long_session_moves_about_as_many_bytes_as_a_short_session(
     make_settings: SettingsFactory, gateway: UpstashGateway, redis_raw: RedisRaw
 ) -> None:
-    store = await open_store(make_settings("upstash", max_session_bytes=8 * 1024 * 1024))
-    try:
+    async with open_store(make_settings("upstash", max_session_bytes=8 * 1024 * 1024)) as store:
         content = "m" * 500
         for session, count in (("short", 20), ("long", 3000)):
             for start in range(0, count, 100):
@@ -213,8 +212,6 @@ async def test_last_on_a_long_session_moves_about_as_many_bytes_as_a_short_sessi
             assert redis_raw.billed_commands() == 1
             moved[session] = gateway.records[0].response_bytes
         assert moved["long"] <= 2 * moved["short"], moved
-    finally:
-        await store.aclose()
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -239,14 +236,11 @@ async def test_a_batch_keeps_one_copy_of_a_turn_it_repeats_or_that_is_stored(sto
 async def test_a_batch_past_the_size_limit_stores_nothing(
     backend: str, make_settings: SettingsFactory
 ) -> None:
-    store = await open_store(make_settings(backend, max_session_bytes=1024))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=1024)) as store:
         await store.save_turn("s1", turn("x" * 100, 0))
         with pytest.raises(SessionFullError, match="nothing was saved"):
             await store.save_turns("s1", [turn("y" * 400, 1), turn("z" * 600, 2)])
         assert [t.content for t in await store.get_session("s1")] == ["x" * 100]
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.parametrize("count", [0, 101])
@@ -291,11 +285,8 @@ async def test_upstash_sends_the_script_with_key_locking_and_redis_without(
     assert not plain.source.startswith("#!")
     redis_raw.client.script_flush()
     for backend in ("upstash", "redis"):
-        store = await open_store(make_settings(backend))
-        try:
+        async with open_store(make_settings(backend)) as store:
             assert (await store.save_turn("s1", turn(backend))).stored
-        finally:
-            await store.aclose()
     assert gateway.key_locking_scripts == {flagged.sha1}
     # Redis got the plain script directly: Valkey would refuse the flag.
     assert redis_raw.client.script_exists(plain.sha1) == [True]
@@ -305,8 +296,7 @@ async def test_upstash_sends_the_script_with_key_locking_and_redis_without(
 async def test_a_save_is_still_three_billed_commands_at_most(
     backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
 ) -> None:
-    store = await open_store(make_settings(backend))
-    try:
+    async with open_store(make_settings(backend)) as store:
         await store.save_turn("warm", turn("up"))
         for save in (
             functools.partial(store.save_turn, "s1", turn("new", 1)),
@@ -316,8 +306,6 @@ async def test_a_save_is_still_three_billed_commands_at_most(
             redis_raw.reset_billing()
             await save()
             assert redis_raw.billed_commands() == 3
-    finally:
-        await store.aclose()
 
 
 async def test_a_last_larger_than_any_session_reads_the_whole_session(store: SessionStore) -> None:
@@ -332,8 +320,7 @@ async def test_last_on_turns_quoting_json_reads_only_the_tail(
     backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
 ) -> None:
     # Messages full of ',{' and '[{' (JSON quoted in a message) must not send the read back to GET.
-    store = await open_store(make_settings(backend, max_session_bytes=4 * 1024 * 1024))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=4 * 1024 * 1024)) as store:
         quoted = '[{"a":1},{"b":[{"c":2}]}] x,{ [{ ,{"' * 8
         for start in range(0, 400, 100):
             await store.save_turns("s1", [turn(f"{i} {quoted}", i) for i in range(start, start + 100)])
@@ -343,5 +330,3 @@ async def test_last_on_turns_quoting_json_reads_only_the_tail(
             assert [t.timestamp for t in turns] == list(range(400 - last, 400))
             stats = redis_raw.client.info("commandstats")
             assert "cmdstat_get" not in stats, f"last={last} fell back to reading the whole value"
-    finally:
-        await store.aclose()

@@ -19,7 +19,7 @@ from mcp.types import TextContent
 from localservers.gateway import UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
 from localservers.redis_server import RedisServer, free_port
-from memory.tls_probe import PROBE_SECONDS
+from memory.adapters import PROBE_SECONDS
 from server.cli import STARTUP_CHECK_SECONDS
 from server.readiness import READY_CHECK_SECONDS
 from server.settings import Settings

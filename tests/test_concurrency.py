@@ -31,20 +31,17 @@ def assert_every_turn_once_in_writer_order(turns: list[ChatTurn], writers: int, 
 async def test_concurrent_writers_on_one_session_lose_nothing(
     backend: str, make_settings: SettingsFactory
 ) -> None:
-    store: SessionStore = await open_store(make_settings(backend, store_timeout_seconds=30))
 
-    async def write(writer: int) -> None:
+    async def write(store: SessionStore, writer: int) -> None:
         for i in range(TURNS_PER_WRITER):
             turn = ChatTurn(role="user", content=f"w{writer}-t{i}", timestamp=1_700_000_000_000 + i)
             await store.save_turn("shared", turn)
 
-    try:
+    async with open_store(make_settings(backend, store_timeout_seconds=30)) as store:
         async with anyio.create_task_group() as group:
             for writer in range(WRITERS):
-                group.start_soon(write, writer)
+                group.start_soon(write, store, writer)
         assert_every_turn_once_in_writer_order(await store.get_session("shared"), WRITERS, TURNS_PER_WRITER)
-    finally:
-        await store.aclose()
 
 
 WRITER_PROCESS = """
@@ -57,10 +54,9 @@ async def main(writer: int) -> None:
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None,
         sqlite_path=Path(sys.argv[2]), store_timeout_seconds=30,
     )
-    store = await open_store(settings)
-    for i in range(int(sys.argv[3])):
-        await store.save_turn("shared", ChatTurn(role="user", content=f"w{writer}-t{i}", timestamp=i))
-    await store.aclose()
+    async with open_store(settings) as store:
+        for i in range(int(sys.argv[3])):
+            await store.save_turn("shared", ChatTurn(role="user", content=f"w{writer}-t{i}", timestamp=i))
 
 asyncio.run(main(int(sys.argv[1])))
 """
@@ -78,8 +74,5 @@ async def test_sqlite_writers_in_separate_processes_lose_nothing(tmp_path: Path)
     settings = StoreConfig(
         upstash_redis_rest_url=None, upstash_redis_rest_token=None, redis_url=None, sqlite_path=path
     )
-    store = await open_store(settings)
-    try:
+    async with open_store(settings) as store:
         assert_every_turn_once_in_writer_order(await store.get_session("shared"), processes, per_process)
-    finally:
-        await store.aclose()

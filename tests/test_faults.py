@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, TextContent
 from localservers.gateway import Fault, UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, child_env
 from localservers.raw import RedisRaw
-from memory import ChatTurn, SessionStore, open_store
+from memory import ChatTurn, open_store
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import SettingsFactory
@@ -56,13 +56,9 @@ async def contents(client: Client) -> list[str]:
 @pytest.fixture
 async def upstash_client(make_settings: SettingsFactory) -> AsyncIterator[Client]:
     settings = Settings(**make_settings("upstash", store_timeout_seconds=TIMEOUT).model_dump())
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            assert await save(client, "before") == "ok"
-            yield client
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        assert await save(client, "before") == "ok"
+        yield client
 
 
 async def test_stalled_gateway(upstash_client: Client, gateway: UpstashGateway) -> None:
@@ -120,18 +116,14 @@ async def test_gateway_goes_away_and_comes_back(upstash_client: Client, gateway:
 
 async def test_sqlite_locked_by_another_process(make_settings: SettingsFactory) -> None:
     settings = Settings(**make_settings("sqlite", store_timeout_seconds=0.3).model_dump())
-    store: SessionStore = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            assert await save(client, "before") == "ok"
-            with locked_by_another_process(settings.sqlite_path):
-                error = await save(client, "during")
-            assert "Store unavailable: the session database" in error
-            assert "locked by another process" in error
-            assert await save(client, "after") == "ok"
-            assert await contents(client) == ["before", "after"]
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        assert await save(client, "before") == "ok"
+        with locked_by_another_process(settings.sqlite_path):
+            error = await save(client, "during")
+        assert "Store unavailable: the session database" in error
+        assert "locked by another process" in error
+        assert await save(client, "after") == "ok"
+        assert await contents(client) == ["before", "after"]
 
 
 def without_root_privilege(command: list[str]) -> list[str]:
@@ -148,9 +140,8 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
     make_settings: SettingsFactory, tmp_path: Path, read_only: str
 ) -> None:
     settings = make_settings("sqlite", sqlite_path=tmp_path / "db" / "sessions.sqlite3")
-    store = await open_store(settings)
-    await store.save_turn("faulty", ChatTurn(role="user", content="before", timestamp=1))
-    await store.aclose()
+    async with open_store(settings) as store:
+        await store.save_turn("faulty", ChatTurn(role="user", content="before", timestamp=1))
     target = settings.sqlite_path if read_only == "file" else settings.sqlite_path.parent
     original_mode = target.stat().st_mode
     target.chmod(0o444 if read_only == "file" else 0o555)
@@ -170,8 +161,5 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
     assert "the session database is read-only" in finished.stderr
     assert str(settings.sqlite_path) in finished.stderr
     assert "Traceback" not in finished.stderr
-    store = await open_store(settings)
-    try:
+    async with open_store(settings) as store:
         assert await store.get_session("faulty") == [ChatTurn(role="user", content="before", timestamp=1)]
-    finally:
-        await store.aclose()

@@ -43,9 +43,8 @@ async def typescript_side(gateway: UpstashGateway) -> AsyncIterator[UpstashRedis
 async def shared_store(
     request: pytest.FixtureRequest, make_settings: SettingsFactory
 ) -> AsyncIterator[SessionStore]:
-    store = await open_store(make_settings(request.param))
-    yield store
-    await store.aclose()
+    async with open_store(make_settings(request.param)) as store:
+        yield store
 
 
 async def test_the_typescript_layer_reads_what_we_write(

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.anyio
 TURN = ChatTurn(role="user", content="hello", timestamp=1)
 
 
-async def test_a_namespaced_view_keeps_its_sessions_under_the_namespace(
+async def test_a_view_keeps_its_sessions_under_the_namespace(
     store: SessionStore, raw: RawAccess, key_prefix: str
 ) -> None:
-    alice = store.namespaced("client:alice:")
+    alice = store.view("client:alice:")
     await alice.save_turn("s1", TURN)
     assert raw.get(f"{key_prefix}client:alice:session:s1") is not None
     assert raw.get(f"{key_prefix}session:s1") is None
@@ -29,7 +29,7 @@ async def test_a_namespaced_view_keeps_its_sessions_under_the_namespace(
 
 
 async def test_views_with_equal_ids_are_separate_sessions(store: SessionStore) -> None:
-    alice, bob = store.namespaced("client:alice:"), store.namespaced("client:bob:")
+    alice, bob = store.view("client:alice:"), store.view("client:bob:")
     await alice.save_turn("same", TURN)
     assert await bob.get_session("same") == []
     assert await bob.delete_session("same") is False
@@ -38,7 +38,7 @@ async def test_views_with_equal_ids_are_separate_sessions(store: SessionStore) -
 
 
 async def test_a_view_shares_the_open_store(store: SessionStore) -> None:
-    view = store.namespaced("client:alice:")
+    view = store.view("client:alice:")
     assert view.backend == store.backend
     assert view.location == store.location
     await view.save_turn("s", TURN)  # works on the parent's connection, opened once
@@ -75,3 +75,16 @@ async def test_per_client_mode_refuses_a_request_without_a_client_identity(store
     async with Client(build_server(store, settings)) as client:
         with pytest.raises(MCPError, match="per-client isolation needs an authenticated client"):
             await client.call_tool("get_session", {"session_id": "s"})
+
+
+async def test_closing_a_view_leaves_the_store_open(store: SessionStore) -> None:
+    async with store.view("client:alice:") as alice:
+        await alice.save_turn("s", TURN)
+    assert await store.view("client:alice:").get_session("s") == [TURN]
+
+
+async def test_a_view_of_a_view_nests_its_namespace(
+    store: SessionStore, raw: RawAccess, key_prefix: str
+) -> None:
+    await store.view("client:alice:").view("project:1:").save_turn("s", TURN)
+    assert raw.get(f"{key_prefix}client:alice:project:1:session:s") is not None

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from memory import MAX_SAFE_INTEGER, ChatTurn, CorruptSessionError, check_session_id, new_session_id
-from memory.codec import decode_session, encode_turn
+from memory.rules import decode_session, encode_turn
 
 
 def test_encoding_matches_javascript_json_stringify() -> None:

@@ -14,7 +14,7 @@ from mcp import Client
 from mcp.types import TextContent
 
 from memory import ChatTurn, StoreConfig, open_store
-from memory.sqlite_store import _translate
+from memory.sqlite_file import translate
 from server.app import build_server
 from server.settings import Settings
 from tests.support.sqlite_lock import locked_by_another_process
@@ -35,14 +35,11 @@ def mode(path: Path) -> int:
 
 async def test_a_new_database_is_private_with_its_wal_and_shm_files(tmp_path: Path, umask: int) -> None:
     database = tmp_path / "data" / "memory" / "sessions.sqlite3"
-    store = await open_store(StoreConfig(sqlite_path=database))
-    try:
+    async with open_store(StoreConfig(sqlite_path=database)) as store:
         await store.save_turn("s", ChatTurn(role="user", content="private", timestamp=1))
         assert mode(database.parent) == 0o700
         for name in ("sessions.sqlite3", "sessions.sqlite3-wal", "sessions.sqlite3-shm"):
             assert mode(database.parent / name) == 0o600, name
-    finally:
-        await store.aclose()
 
 
 async def test_an_existing_database_open_to_others_gets_a_warning(
@@ -51,9 +48,9 @@ async def test_an_existing_database_open_to_others_gets_a_warning(
     database = tmp_path / "sessions.sqlite3"
     sqlite3.connect(database).close()
     database.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="memory.private_files"):
-        store = await open_store(StoreConfig(sqlite_path=database))
-        await store.aclose()
+    with caplog.at_level(logging.WARNING, logger="memory.sqlite_file"):
+        async with open_store(StoreConfig(sqlite_path=database)):
+            pass
     assert f"{database} can be read by other users (mode 644)" in caplog.text
     assert mode(database) == 0o644, "an existing file's mode is the operator's to change"
 
@@ -67,10 +64,10 @@ def private_directory(tmp_path: Path) -> Path:
 async def test_a_private_database_gets_no_warning(
     private_directory: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="memory.private_files"):
+    with caplog.at_level(logging.WARNING, logger="memory.sqlite_file"):
         for _ in range(2):  # created, then opened again
-            store = await open_store(StoreConfig(sqlite_path=private_directory / "sessions.sqlite3"))
-            await store.aclose()
+            async with open_store(StoreConfig(sqlite_path=private_directory / "sessions.sqlite3")):
+                pass
     assert caplog.text == ""
 
 
@@ -83,11 +80,10 @@ async def test_a_private_database_gets_no_warning(
         "disk I/O error",
     ],
 )
-def test_sqlite_errors_do_not_name_the_file(reason: str) -> None:
-    path = Path("/srv/secret-place/sessions.sqlite3")
-    message = str(_translate(sqlite3.OperationalError(reason), path))
+def test_sqlite_errors_name_the_session_database_not_its_file(reason: str) -> None:
+    # `translate` is given no path, so no message can carry one; it still says which store failed.
+    message = str(translate(sqlite3.OperationalError(reason)))
     assert "the session database" in message
-    assert "secret-place" not in message
 
 
 async def test_a_tool_error_from_a_locked_database_carries_no_path(tmp_path: Path) -> None:
@@ -98,15 +94,9 @@ async def test_a_tool_error_from_a_locked_database_carries_no_path(tmp_path: Pat
         sqlite_path=tmp_path / "sessions.sqlite3",
         store_timeout_seconds=0.3,
     )
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            with locked_by_another_process(settings.sqlite_path):
-                result = await client.call_tool(
-                    "save_turn", {"session_id": "s", "role": "user", "content": "x"}
-                )
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        with locked_by_another_process(settings.sqlite_path):
+            result = await client.call_tool("save_turn", {"session_id": "s", "role": "user", "content": "x"})
     assert result.is_error
     assert isinstance(result.content[0], TextContent)
     assert "locked by another process" in result.content[0].text

@@ -249,12 +249,8 @@ async def test_an_unreachable_store_is_an_error_saying_try_again_without_a_trace
 
 async def test_rejected_credentials_are_an_error_without_the_token(make_settings: SettingsFactory) -> None:
     settings = server_settings(make_settings, "upstash", upstash_redis_rest_token="not-the-token-9d8e")
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            error = await read_error(client, "session://c")
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        error = await read_error(client, "session://c")
     assert error.error.message.startswith("Store rejected the credentials")
     assert "not-the-token-9d8e" not in str(error.error)
     assert GATEWAY_TOKEN not in str(error.error)

@@ -154,20 +154,16 @@ async def test_session_full_is_a_tool_error_and_keeps_the_session(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     settings = server_settings(make_settings, backend, max_session_bytes=1024)
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            for i in range(3):
-                await client.call_tool(
-                    "save_turn", {"session_id": "c", "role": "user", "content": "x" * 250, "timestamp": i}
-                )
-            text = error_text(
-                await client.call_tool("save_turn", {"session_id": "c", "role": "user", "content": "x" * 250})
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        for i in range(3):
+            await client.call_tool(
+                "save_turn", {"session_id": "c", "role": "user", "content": "x" * 250, "timestamp": i}
             )
-            assert text.startswith("Error executing tool save_turn: Session full:")
-            assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turn_count"] == 3
-    finally:
-        await store.aclose()
+        text = error_text(
+            await client.call_tool("save_turn", {"session_id": "c", "role": "user", "content": "x" * 250})
+        )
+        assert text.startswith("Error executing tool save_turn: Session full:")
+        assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turn_count"] == 3
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "upstash"])
@@ -193,12 +189,8 @@ async def test_rejected_credentials_are_a_tool_error_without_the_token(
     make_settings: SettingsFactory,
 ) -> None:
     settings = server_settings(make_settings, "upstash", upstash_redis_rest_token="not-the-token-9d8e")
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            text = error_text(await client.call_tool("get_session", {"session_id": "c"}))
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        text = error_text(await client.call_tool("get_session", {"session_id": "c"}))
     assert "Store rejected the credentials" in text
     assert "not-the-token-9d8e" not in text
     assert GATEWAY_TOKEN not in text
@@ -238,12 +230,8 @@ async def test_the_published_tools_list_is_unchanged(make_settings: SettingsFact
     After a deliberate change, write the new list (the `actual` text) to the fixture file.
     """
     settings = server_settings(make_settings, backend, max_content_chars=100_000, session_ttl_seconds=604_800)
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            tools = (await client.list_tools()).tools
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        tools = (await client.list_tools()).tools
     published = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
     actual = json.dumps(published, indent=2, ensure_ascii=False) + "\n"
     assert actual == PUBLISHED_TOOLS.read_text(encoding="utf-8")
@@ -319,15 +307,11 @@ async def test_a_batch_past_the_session_limit_is_an_error_and_stores_nothing(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     settings = server_settings(make_settings, backend, max_session_bytes=1024)
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as client:
-            turns = [{"role": "user", "content": "x" * 400, "timestamp": i} for i in range(3)]
-            text = error_text(await client.call_tool("save_turns", {"session_id": "c", "turns": turns}))
-            assert text.startswith("Error executing tool save_turns: Session full:")
-            assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turns"] == []
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        turns = [{"role": "user", "content": "x" * 400, "timestamp": i} for i in range(3)]
+        text = error_text(await client.call_tool("save_turns", {"session_id": "c", "turns": turns}))
+        assert text.startswith("Error executing tool save_turns: Session full:")
+        assert structured(await client.call_tool("get_session", {"session_id": "c"}))["turns"] == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

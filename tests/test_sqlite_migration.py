@@ -47,9 +47,8 @@ async def migrated(tmp_path: Path) -> AsyncIterator[SessionStore]:
     path = tmp_path / "sessions.sqlite3"
     shutil.copy(FIXTURE, path)
     assert layout(path) == (0, {"sessions"})
-    store = await open_store(settings_for(path))
-    yield store
-    await store.aclose()
+    async with open_store(settings_for(path)) as store:
+        yield store
 
 
 async def test_every_session_of_a_0_1_0_file_reads_the_same_after_migration(
@@ -133,8 +132,8 @@ async def main():
     settings = StoreConfig(upstash_redis_rest_url=None, upstash_redis_rest_token=None,
                              redis_url=None, sqlite_path=Path(sys.argv[1]))
     print("opening", flush=True)
-    store = await open_store(settings)
-    await store.aclose()
+    async with open_store(settings):
+        pass
 anyio.run(main)
 """
 
@@ -178,13 +177,10 @@ async def test_a_migration_killed_half_way_leaves_the_file_whole_and_finishes_ne
         else:
             assert version == 2
             assert "sessions" not in tables
-        store = await open_store(settings_for(path))
-        try:
+        async with open_store(settings_for(path)) as store:
             for key in ("session:s0", "session:s777", "session:s1499"):
                 expected = [ChatTurn.model_validate(turn) for turn in json.loads(values[key])]
                 assert await store.get_session(key.removeprefix("session:")) == expected
-        finally:
-            await store.aclose()
         assert layout(path) == (2, {"conversations", "turns", "unreadable_sessions"})
     assert interrupted >= 1, f"no kill landed inside the {duration:.2f} s migration"
 
@@ -201,8 +197,7 @@ async def test_0_1_0_values_that_are_blobs_or_not_utf8_migrate_without_stopping_
         connection.execute(insert, ("session:latin1", not_utf8, FAR_FUTURE))
         connection.execute("INSERT INTO sessions VALUES (?, ?, ?)", ("session:blob", b"[]", FAR_FUTURE))
         connection.execute("INSERT INTO sessions VALUES (?, ?, ?)", ("session:junk", b"\x00\xfe", FAR_FUTURE))
-    store = await open_store(settings_for(path))
-    try:
+    async with open_store(settings_for(path)) as store:
         assert await store.get_session("latin1") == [
             ChatTurn(role="user", content="caf\ufffd \ufffd", timestamp=1)
         ]
@@ -210,6 +205,4 @@ async def test_0_1_0_values_that_are_blobs_or_not_utf8_migrate_without_stopping_
         assert (await store.save_turn("blob", NewTurn(role="user", content="x", timestamp=1))).stored
         with pytest.raises(CorruptSessionError, match="not valid JSON at character 0"):
             await store.get_session("junk")
-    finally:
-        await store.aclose()
     assert SQLiteRaw(path).get("session:junk") == b"\x00\xfe"

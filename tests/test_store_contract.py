@@ -137,8 +137,7 @@ async def test_a_duplicate_save_still_resets_the_ttl(
 async def test_expired_session_reads_as_empty_and_starts_afresh(
     backend: str, make_settings: SettingsFactory, raw: RawAccess, key_prefix: str
 ) -> None:
-    store = await open_store(make_settings(backend, session_ttl_seconds=1))
-    try:
+    async with open_store(make_settings(backend, session_ttl_seconds=1)) as store:
         await store.save_turn("s1", turn("old"))
         key = f"{key_prefix}session:s1"
         assert 0 < raw.ttl_ms(key) <= 1000
@@ -147,8 +146,6 @@ async def test_expired_session_reads_as_empty_and_starts_afresh(
         result = await store.save_turn("s1", turn("new"))
         assert result.new_session
         assert await store.get_session("s1") == [turn("new")]
-    finally:
-        await store.aclose()
 
 
 async def test_key_prefix_is_prepended_to_the_design_notes_key(
@@ -193,21 +190,17 @@ async def test_valid_session_ids_are_accepted(store: SessionStore, session_id: s
 async def test_content_over_the_limit_is_refused_and_nothing_is_stored(
     backend: str, make_settings: SettingsFactory
 ) -> None:
-    store = await open_store(make_settings(backend, max_content_chars=10))
-    try:
+    async with open_store(make_settings(backend, max_content_chars=10)) as store:
         await store.save_turn("s1", turn("0123456789"))
         with pytest.raises(TurnTooLargeError, match="11 characters; the maximum is 10"):
             await store.save_turn("s1", turn("0123456789x", 2))
         assert await store.get_session("s1") == [turn("0123456789")]
-    finally:
-        await store.aclose()
 
 
 async def test_save_past_the_session_size_limit_is_refused_and_the_value_kept(
     backend: str, make_settings: SettingsFactory, raw: RawAccess, key_prefix: str
 ) -> None:
-    store = await open_store(make_settings(backend, max_session_bytes=1024))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=1024)) as store:
         for i in range(3):
             await store.save_turn("s1", turn("x" * 250, i))
         before = raw.get(f"{key_prefix}session:s1")
@@ -215,20 +208,24 @@ async def test_save_past_the_session_size_limit_is_refused_and_the_value_kept(
             await store.save_turn("s1", turn("x" * 250, 99))
         assert raw.get(f"{key_prefix}session:s1") == before
         assert len(await store.get_session("s1")) == 3
-    finally:
-        await store.aclose()
 
 
 async def test_first_turn_larger_than_the_session_limit_is_refused(
     backend: str, make_settings: SettingsFactory
 ) -> None:
-    store = await open_store(make_settings(backend, max_session_bytes=1024))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=1024)) as store:
         with pytest.raises(SessionFullError):
             await store.save_turn("s1", turn("x" * 1100))
         assert await store.get_session("s1") == []
-    finally:
-        await store.aclose()
+
+
+async def test_a_batch_larger_than_a_whole_session_is_refused_and_nothing_stored(
+    backend: str, make_settings: SettingsFactory
+) -> None:
+    async with open_store(make_settings(backend, max_session_bytes=1024)) as store:
+        with pytest.raises(SessionFullError, match=r"the 3 turns take \d+ bytes as stored, more than"):
+            await store.save_turns("s1", [turn("x" * 400, i) for i in range(3)])
+        assert await store.get_session("s1") == []
 
 
 NOT_SESSIONS = [

@@ -22,12 +22,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def client(make_settings: SettingsFactory) -> AsyncIterator[Client]:
     settings = Settings(**make_settings("sqlite", max_content_chars=1000).model_dump())
-    store = await open_store(settings)
-    try:
-        async with Client(build_server(store, settings)) as connected:
-            yield connected
-    finally:
-        await store.aclose()
+    async with open_store(settings) as store, Client(build_server(store, settings)) as connected:
+        yield connected
 
 
 def error_text(result: Any) -> str:

@@ -25,9 +25,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def store(make_settings: SettingsFactory) -> AsyncIterator[SessionStore]:
-    opened = await open_store(make_settings("sqlite", max_session_bytes=1024))
-    yield opened
-    await opened.aclose()
+    async with open_store(make_settings("sqlite", max_session_bytes=1024)) as opened:
+        yield opened
 
 
 @pytest.fixture

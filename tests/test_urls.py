@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memory.urls import redact_url
+from memory.config import redact_url
 
 
 @pytest.mark.parametrize(

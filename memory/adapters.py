@@ -1,0 +1,248 @@
+"""The two clients of a Redis-protocol server, each behind the store's `Adapter` interface:
+redis-py (Redis, Valkey, Upstash's TCP endpoint) and `upstash-redis` (Upstash's REST API).
+
+Each adapter's `translate` is the one place where that client's exceptions become memory
+errors; the store sends a command again exactly when the error says the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from upstash_redis.asyncio import Redis as UpstashRedis
+from upstash_redis.errors import UpstashError
+
+from memory import errors
+from memory.config import StoreConfig, redact_url
+from memory.errors import (
+    ConfigurationError,
+    SessionMemoryError,
+    StoreAuthError,
+    StoreSettingsError,
+    StoreUnavailableError,
+)
+from memory.redis_store import Argument
+
+PROBE_SECONDS = 1.0
+_RESP_REPLY_PREFIXES = (b"+", b"-", b"$", b"*", b"%", b"_", b":")
+# Replies of a server that is up but cannot run commands just now; the command did not run.
+_BUSY_CODES = frozenset({"BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"})
+_AUTH_CODES = frozenset({"WRONGPASS", "NOAUTH", "NOPERM"})
+# Anywhere in an Upstash error: proxies reword the replies.
+_UPSTASH_AUTH_MARKERS = (*_AUTH_CODES, "UNAUTHORIZED", "INVALID OR MISSING AUTH TOKEN")
+
+
+class RedisAdapter:
+    """redis-py's asyncio client, with no retries of its own: the store's are bounded by its deadline."""
+
+    backend = "redis"
+    variable = "REDIS_URL"
+    key_locking = False
+
+    def __init__(self, url: str, config: StoreConfig) -> None:
+        self.location = redact_url(url)
+        self.what = f"Redis at {self.location}"
+        parts = urlsplit(url)
+        self._tls_address = (
+            (parts.hostname or "localhost", parts.port or 6379) if parts.scheme == "rediss" else None
+        )
+        timeout = config.store_timeout_seconds
+        try:
+            self._client = aioredis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            )
+        except (ValueError, TypeError):
+            # redis-py's message may quote the URL's parts, the password among them.
+            raise ConfigurationError("REDIS_URL could not be used: check its query options") from None
+
+    async def command(self, *args: Argument) -> object:
+        # execute_command: no per-command reply parsing, the raw reply as the script returns it.
+        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def tail(self, key: str, size: int) -> tuple[str, bool]:
+        data = await self.command("GETRANGE", key, -size, -1)
+        if not isinstance(data, bytes):
+            raise errors.unexpected_reply("GETRANGE", data)
+        whole = len(data) < size
+        # The window may start inside a UTF-8 sequence: skip its continuation bytes.
+        start = 0
+        while not whole and start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
+            start += 1
+        return data[start:].decode("utf-8", "replace"), whole
+
+    def translate(self, exc: Exception) -> SessionMemoryError | None:
+        # Replies are bytes, decoded here with "replace": no UnicodeDecodeError to map.
+        # AuthenticationError and BusyLoadingError are ConnectionErrors: they come first.
+        if isinstance(exc, redis_errors.AuthenticationError):
+            return self._rejected()
+        if isinstance(exc, redis_errors.BusyLoadingError):
+            return StoreUnavailableError(f"{self.what} is loading its data set; try again later")
+        if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+            return unreachable(exc, self.what, self.variable)
+        if not isinstance(exc, redis_errors.ResponseError):
+            return None
+        code = _code(exc)
+        if code == "WRONGTYPE":
+            return errors.foreign_type()
+        if code in _AUTH_CODES:
+            return self._rejected()
+        if code in _BUSY_CODES:
+            return errors.busy(self.what, str(exc))
+        if code == "READONLY":
+            return StoreSettingsError(
+                f"{self.what} is a read-only replica: point {self.variable} at the primary"
+            )
+        return errors.refused("Redis", exc)
+
+    def is_noscript(self, exc: Exception) -> bool:
+        return isinstance(exc, redis_errors.NoScriptError)
+
+    async def plain_port_error(self) -> StoreSettingsError | None:
+        if self._tls_address is None:
+            return None
+        host, port = self._tls_address
+        if await answers_in_plain(host, port, b"PING\r\n", _RESP_REPLY_PREFIXES):
+            return errors.plain_port(self.what, self.variable, "redis://")
+        return None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _rejected(self) -> StoreAuthError:
+        return StoreAuthError(
+            f"{self.what} rejected the credentials: check the user name and password in {self.variable}"
+        )
+
+
+class UpstashAdapter:
+    """The official `upstash-redis` client, with no retries of its own (they wait 3 s each).
+
+    Its public surface gives the JSON body of an answer, never its HTTP status: errors are
+    told apart by what the client raises. That costs two distinctions: a 5xx whose body is a
+    JSON error reads like the store refusing the command (not retried), and a URL with a wrong
+    path reads so too (which `check` reports as a setting to fix). An answer that is not JSON
+    (a proxy's error page) is still an outage, and retried.
+    """
+
+    backend = "upstash"
+    variable = "UPSTASH_REDIS_REST_URL"
+    key_locking = True
+
+    def __init__(self, url: str, token: str) -> None:
+        self.location = redact_url(url)
+        self.what = f"Upstash at {self.location}"
+        parts = urlsplit(url)
+        self._tls_address = (parts.hostname or "", parts.port or 443) if parts.scheme == "https" else None
+        self._client = UpstashRedis(url=url, token=token, rest_retries=0, allow_telemetry=False)
+
+    async def command(self, *args: Argument) -> object:
+        return await self._client.execute(list(args))
+
+    async def tail(self, key: str, size: int) -> tuple[str, bool]:
+        # The client decodes every reply as strict UTF-8: a window that starts inside a
+        # character fails, and one starting a byte later (at most three) does not.
+        for skip in range(4):
+            try:
+                data = await self.command("GETRANGE", key, -(size - skip), -1)
+            except UnicodeDecodeError:
+                continue
+            if not isinstance(data, str):
+                raise errors.unexpected_reply("GETRANGE", data)
+            return data, len(data.encode("utf-8")) < size - skip
+        raise errors.not_utf8()
+
+    def translate(self, exc: Exception) -> SessionMemoryError | None:
+        if isinstance(exc, UnicodeDecodeError):  # the client decodes every reply as strict UTF-8
+            return errors.not_utf8()
+        if isinstance(exc, httpx.TransportError):
+            return unreachable(exc, self.what, self.variable)
+        if isinstance(exc, json.JSONDecodeError):
+            return StoreUnavailableError(
+                f"{self.what} answered with something that is not JSON (an outage or a proxy error page); "
+                "try again later"
+            )
+        if not isinstance(exc, UpstashError):
+            return None
+        reply = str(exc).upper()
+        code = _code(exc)
+        if code == "WRONGTYPE":
+            return errors.foreign_type()
+        # Upstash answers a wrong token with HTTP 401 and a JSON body such as "WRONGPASS …".
+        if any(marker in reply for marker in _UPSTASH_AUTH_MARKERS):
+            return StoreAuthError(
+                f"{self.what} rejected the token: check UPSTASH_REDIS_REST_TOKEN "
+                "(it must be the database's REST token, not a read-only one)"
+            )
+        if code in _BUSY_CODES:
+            return errors.busy(self.what, str(exc))
+        return errors.refused("Upstash", exc)
+
+    def is_noscript(self, exc: Exception) -> bool:
+        return isinstance(exc, UpstashError) and "NOSCRIPT" in str(exc).upper()
+
+    async def plain_port_error(self) -> StoreSettingsError | None:
+        if self._tls_address is None:
+            return None
+        host, port = self._tls_address
+        greeting = f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode()
+        if await answers_in_plain(host, port, greeting, (b"HTTP/",)):
+            return errors.plain_port(self.what, self.variable, "http://")
+        return None
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def unreachable(exc: Exception, what: str, variable: str) -> StoreSettingsError | StoreUnavailableError:
+    """A connection that failed before the store answered: a setting to fix, or an outage.
+
+    Clients wrap the socket's exception in their own: its cause tells which.
+    """
+    if find_cause(exc, ssl.SSLError):
+        return errors.tls_failed(what, variable)
+    if find_cause(exc, socket.gaierror):
+        return errors.not_resolved(what, variable)
+    if find_cause(exc, ConnectionRefusedError):
+        return errors.connection_refused(what, variable)
+    if find_cause(exc, TimeoutError):
+        return errors.no_answer(what)
+    return errors.unreachable(what, type(exc).__name__)
+
+
+def find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` in `exc`'s chain of causes, `exc` included."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+async def answers_in_plain(host: str, port: int, greeting: bytes, reply_prefixes: tuple[bytes, ...]) -> bool:
+    """True if the endpoint answers `greeting` sent without TLS: a TLS URL aimed at a plain port."""
+    try:
+        with anyio.fail_after(PROBE_SECONDS):
+            async with await anyio.connect_tcp(host, port) as stream:
+                await stream.send(greeting)
+                reply = await stream.receive(64)
+    except (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError):
+        return False
+    return reply.startswith(reply_prefixes)
+
+
+def _code(exc: Exception) -> str:
+    """The code word a Redis error reply opens with (`WRONGTYPE`, `BUSY`, …)."""
+    words = str(exc).split(maxsplit=1)
+    return words[0].upper() if words else ""
