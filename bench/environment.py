@@ -33,6 +33,10 @@ class BenchEnvironment:
             **fields | {"max_session_bytes": MAX_SESSION_BYTES, "store_timeout_seconds": 60.0} | overrides
         )
 
+    def valkey_version(self) -> str:
+        info = self.raw.client.info("server")
+        return str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+
     def upstash_env(self) -> dict[str, str]:
         return {
             "UPSTASH_REDIS_REST_URL": self.gateway.url,

@@ -1,51 +1,53 @@
-"""Benchmark 3: what the MCP layer adds to a store call, per transport, next to a no-op tool."""
+"""What the MCP layer adds to a store call, per transport: each tool against its no-op twin.
+
+For `get_session` of 20 turns and `save_turn`, three figures per transport, interleaved one of
+each per round: the store call alone (in this process), the no-op twin (the same tool over a
+store that does nothing, returning a result of the same size), and the real tool. The real
+tool should cost no more than the two others added together.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from bench.data import CONTENT, NEW_TIMESTAMP, filler_turns
 from bench.environment import BenchEnvironment
-from bench.mcp_server import bench_server
-from bench.stats import median_ms, p99_ms, timed
+from bench.mcp_server import NOOP_PREFIX, NOOP_SESSION_TURNS, bench_server
 from localservers.processes import serving_http
 from localservers.redis_server import free_port
-from memory import ChatTurn, open_store
+from memory import NewTurn, SessionStore, open_store
 
 REPO = Path(__file__).resolve().parent.parent
+GET_SESSION = f"get_session ({NOOP_SESSION_TURNS} turns)"
+SAVE_TURN = "save_turn"
 
 
 @dataclass
-class CallLatency:
+class ToolOverhead:
     transport: str
     call: str
-    median_ms: float
-    p99_ms: float
-
-
-@dataclass
-class Throughput:
-    clients: int
-    calls: int
-    seconds: float
+    store_ms: float
+    noop_ms: float
+    tool_ms: float
 
     @property
-    def calls_per_second(self) -> float:
-        return self.calls / self.seconds
+    def ratio(self) -> float:
+        return self.tool_ms / (self.noop_ms + self.store_ms)
 
 
 def _checked(result: CallToolResult) -> CallToolResult:
@@ -54,27 +56,49 @@ def _checked(result: CallToolResult) -> CallToolResult:
     return result
 
 
-async def _latencies(client: Client, transport: str, calls: int) -> list[CallLatency]:
-    session = f"mcp-{uuid.uuid4().hex[:8]}"
-    for i in range(20):
-        await client.call_tool("save_turn", {"session_id": session, "role": "user", "content": f"turn {i}"})
-    plans: dict[str, tuple[str, dict[str, Any]]] = {
-        "no-op tool": ("noop", {}),
-        "save_turn": ("save_turn", {"session_id": f"{session}-w", "role": "user", "content": "hello"}),
-        "get_session (20 turns)": ("get_session", {"session_id": session}),
-    }
-    results = []
-    for label, (tool, arguments) in plans.items():
-        durations = []
-        for i in range(calls):
-            call_arguments = arguments | ({"timestamp": i} if tool == "save_turn" else {})
-            durations.append(await timed(functools.partial(_call, client, tool, call_arguments)))
-        results.append(CallLatency(transport, label, median_ms(durations), p99_ms(durations)))
-    return results
+async def _ms(call: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return (time.perf_counter() - started) * 1000
 
 
-async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-    return _checked(await client.call_tool(tool, arguments))
+async def _overheads(client: Client, store: SessionStore, transport: str, calls: int) -> list[ToolOverhead]:
+    run = uuid.uuid4().hex[:8]
+    read_id = f"mcp-{run}"
+    # Read by the real tool, and what the no-op twin answers: the same turns.
+    await store.save_turns(read_id, filler_turns(NOOP_SESSION_TURNS))
+
+    def save_arguments(i: int, who: str) -> dict[str, Any]:
+        return {
+            "session_id": f"w{who}-{run}",
+            "role": "user",
+            "content": CONTENT,
+            "timestamp": NEW_TIMESTAMP + i,
+        }
+
+    async def tool(name: str, arguments: dict[str, Any]) -> None:
+        _checked(await client.call_tool(name, arguments))
+
+    timings: dict[tuple[str, str], list[float]] = {}
+
+    def record(call: str, kind: str, ms: float) -> None:
+        timings.setdefault((call, kind), []).append(ms)
+
+    read = {"session_id": read_id}
+    for i in range(calls):
+        record(GET_SESSION, "store", await _ms(lambda: store.get_session(read_id)))
+        record(GET_SESSION, "noop", await _ms(lambda: tool(NOOP_PREFIX + "get_session", read)))
+        record(GET_SESSION, "tool", await _ms(lambda: tool("get_session", read)))
+        turn = NewTurn(role="user", content=CONTENT, timestamp=NEW_TIMESTAMP + i)
+        record(SAVE_TURN, "store", await _ms(functools.partial(store.save_turn, f"ws-{run}", turn)))
+        noop_save = functools.partial(tool, NOOP_PREFIX + "save_turn", save_arguments(i, "n"))
+        record(SAVE_TURN, "noop", await _ms(noop_save))
+        record(SAVE_TURN, "tool", await _ms(functools.partial(tool, "save_turn", save_arguments(i, "t"))))
+    medians = {key: statistics.median(values) for key, values in timings.items()}
+    return [
+        ToolOverhead(transport, call, medians[call, "store"], medians[call, "noop"], medians[call, "tool"])
+        for call in (GET_SESSION, SAVE_TURN)
+    ]
 
 
 def _child_env(env: BenchEnvironment) -> dict[str, str]:
@@ -97,60 +121,24 @@ async def _http_client(url: str) -> AsyncIterator[Client]:
         yield client
 
 
-async def mcp_latency(env: BenchEnvironment, calls: int) -> list[CallLatency]:
-    """Median and p99 per call: the store alone, then in memory, stdio and HTTP, each with a no-op floor."""
+async def mcp_overhead(env: BenchEnvironment, calls: int) -> list[ToolOverhead]:
+    """In memory, over stdio and over streamable HTTP, each server on the Upstash gateway."""
     settings = env.settings("upstash")
     store = await open_store(settings)
-    results: list[CallLatency] = []
+    results: list[ToolOverhead] = []
     try:
-        session = f"direct-{uuid.uuid4().hex[:8]}"
-        for i in range(20):
-            await store.save_turn(session, ChatTurn(role="user", content=f"turn {i}", timestamp=i))
-        new_turns = [ChatTurn(role="user", content="hello", timestamp=i) for i in range(calls)]
-        saves = [await timed(functools.partial(store.save_turn, f"{session}-w", turn)) for turn in new_turns]
-        reads = [await timed(functools.partial(store.get_session, session)) for _ in range(calls)]
-        results.append(CallLatency("store alone", "save_turn", median_ms(saves), p99_ms(saves)))
-        results.append(CallLatency("store alone", "get_session (20 turns)", median_ms(reads), p99_ms(reads)))
-
         async with Client(bench_server(store, settings)) as client:
-            results += await _latencies(client, "in memory", calls)
+            results += await _overheads(client, store, "in memory", calls)
+        stdio: AbstractAsyncContextManager[Client] = Client(
+            StdioServerParameters(
+                command=sys.executable, args=["-m", "bench.mcp_server"], env=_child_env(env), cwd=env.workdir
+            )
+        )
+        async with stdio as client:
+            results += await _overheads(client, store, "stdio", calls)
+        with _http_server(env) as url:
+            async with _http_client(url) as client:
+                results += await _overheads(client, store, "streamable HTTP", calls)
     finally:
         await store.aclose()
-
-    stdio: AbstractAsyncContextManager[Client] = Client(
-        StdioServerParameters(
-            command=sys.executable, args=["-m", "bench.mcp_server"], env=_child_env(env), cwd=env.workdir
-        )
-    )
-    async with stdio as client:
-        results += await _latencies(client, "stdio", calls)
-    with _http_server(env) as url:
-        async with _http_client(url) as client:
-            results += await _latencies(client, "streamable HTTP", calls)
-    return results
-
-
-async def http_throughput(
-    env: BenchEnvironment, client_counts: tuple[int, ...], calls_per_client: int
-) -> list[Throughput]:
-    """save_turn calls per second over HTTP with several clients at once, each on its own session."""
-    results = []
-    with _http_server(env) as url:
-        for clients in client_counts:
-
-            async def run_client(index: int, clients: int = clients) -> None:
-                async with _http_client(url) as client:
-                    for i in range(calls_per_client):
-                        arguments = {
-                            "session_id": f"tp-{clients}-{index}",
-                            "role": "user",
-                            "content": f"m{i}",
-                        }
-                        await _call(client, "save_turn", arguments)
-
-            started = time.perf_counter()
-            async with anyio.create_task_group() as group:
-                for index in range(clients):
-                    group.start_soon(run_client, index)
-            results.append(Throughput(clients, clients * calls_per_client, time.perf_counter() - started))
     return results

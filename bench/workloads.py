@@ -1,8 +1,11 @@
-"""Benchmarks 1, 2 and 4: the cost of a save as the session grows, and lost turns under concurrency."""
+"""What is kept from the earlier benchmarks: Upstash bytes per save, SQLite as the session
+grows, and turns lost when writers race on one session."""
 
 from __future__ import annotations
 
 import functools
+import statistics
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,39 +13,33 @@ from dataclasses import dataclass
 import anyio
 from upstash_redis.asyncio import Redis as UpstashRedis
 
+from bench.approaches import upstash_command
 from bench.baseline import baseline_get_session, baseline_save_turn
+from bench.data import filler_turns, new_turns, session_json
 from bench.environment import GATEWAY_TOKEN, BenchEnvironment
-from bench.stats import median_ms, p99_ms, timed
 from localservers.raw import SQLiteRaw
-from memory import ChatTurn, Role, SessionStore, open_store, session_key
-from memory.rules import encode_session
+from memory import ChatTurn, SessionStore, open_store, session_key
 
 OURS_UPSTASH = "ours, Upstash"
 BASELINE_UPSTASH = "design note, Upstash"
 OURS_SQLITE = "ours, SQLite"
 
-# About 500 bytes of text per turn, with the quotes and newlines real messages have.
-_CONTENT = ('The user said "hello" and asked about the weather.\n' * 10)[:490]
-
-
-def filler_turns(count: int, first_timestamp: int = 1_732_540_000_000) -> list[ChatTurn]:
-    roles: tuple[Role, Role] = ("user", "assistant")
-    return [
-        ChatTurn(role=roles[i % 2], content=f"{i}: {_CONTENT}", timestamp=first_timestamp + i)
-        for i in range(count)
-    ]
-
 
 @dataclass
-class SaveCost:
+class WireCost:
     approach: str
     session_turns: int
     round_trips: float
     request_bytes: float
     response_bytes: float
-    billed_commands: float | None
-    median_ms: float
-    p99_ms: float
+    billed_commands: float
+
+
+@dataclass
+class SQLiteCost:
+    session_turns: int
+    save_median_ms: float
+    last_20_median_ms: float
 
 
 @dataclass
@@ -56,65 +53,77 @@ class LostTurns:
 SaveFunction = Callable[[ChatTurn], Awaitable[object]]
 
 
-async def _measure_saves(
-    env: BenchEnvironment, approach: str, turns: int, save: SaveFunction, saves: int
-) -> SaveCost:
-    durations, trips, sent, received, billed = [], [], [], [], []
-    over_http = approach != OURS_SQLITE
-    for i in range(saves):
-        turn = ChatTurn(role="user", content=f"new {i}: {_CONTENT}", timestamp=1_800_000_000_000 + i)
-        first_record = len(env.gateway.records)
-        env.raw.reset_billing()
-        durations.append(await timed(functools.partial(save, turn)))
-        records = env.gateway.records[first_record:]
-        trips.append(len(records))
-        sent.append(sum(r.request_bytes for r in records))
-        received.append(sum(r.response_bytes for r in records))
-        billed.append(env.raw.billed_commands())
-
-    def mean(values: list[int]) -> float:
-        return sum(values) / len(values)
-
-    return SaveCost(
-        approach=approach,
-        session_turns=turns,
-        round_trips=mean(trips) if over_http else 0,
-        request_bytes=mean(sent) if over_http else 0,
-        response_bytes=mean(received) if over_http else 0,
-        billed_commands=mean(billed) if over_http else None,
-        median_ms=median_ms(durations),
-        p99_ms=p99_ms(durations),
-    )
-
-
-async def save_cost(env: BenchEnvironment, session_lengths: tuple[int, ...], saves: int) -> list[SaveCost]:
-    """Per save, as the stored session grows: ours and the baseline through the gateway, ours on SQLite."""
-    results: list[SaveCost] = []
+async def upstash_wire(env: BenchEnvironment, lengths: tuple[int, ...], saves: int) -> list[WireCost]:
+    """Per save through the gateway: round trips and bytes (whole HTTP messages), billed commands."""
+    results: list[WireCost] = []
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     ours = await open_store(env.settings("upstash", key_prefix=prefix))
-    sqlite_settings = env.settings("sqlite", key_prefix=prefix)
-    sqlite = await open_store(sqlite_settings)
-    baseline = UpstashRedis(url=env.gateway.url, token=GATEWAY_TOKEN, rest_retries=0, allow_telemetry=False)
+    client = UpstashRedis(url=env.gateway.url, token=GATEWAY_TOKEN, rest_retries=0, allow_telemetry=False)
+    command = upstash_command(client)
     try:
-        await ours.save_turn("warm-up", ChatTurn(role="user", content="caches the script", timestamp=1))
-        for turns in session_lengths:
-            value = encode_session(filler_turns(turns))
-            ours_id, baseline_id, sqlite_id = (f"{name}-{turns}" for name in ("ours", "baseline", "sqlite"))
-            env.raw.set(session_key(prefix, ours_id), value)
-            env.raw.set(session_key(prefix, baseline_id), value)
-            SQLiteRaw(sqlite_settings.sqlite_path).set(session_key(prefix, sqlite_id), value)
-            baseline_key = session_key(prefix, baseline_id)
+        await ours.save_turn("warm-up", new_turns(0, 1)[0])
+        for turns in lengths:
+            value = session_json(filler_turns(turns))
+            env.raw.set(session_key(prefix, f"ours-{turns}"), value)
+            env.raw.set(session_key(prefix, f"note-{turns}"), value)
             plans: list[tuple[str, SaveFunction]] = [
-                (OURS_UPSTASH, functools.partial(ours.save_turn, ours_id)),
-                (BASELINE_UPSTASH, functools.partial(baseline_save_turn, baseline, baseline_key)),
-                (OURS_SQLITE, functools.partial(sqlite.save_turn, sqlite_id)),
+                (OURS_UPSTASH, functools.partial(ours.save_turn, f"ours-{turns}")),
+                (
+                    BASELINE_UPSTASH,
+                    functools.partial(baseline_save_turn, command, session_key(prefix, f"note-{turns}")),
+                ),
             ]
             for approach, save in plans:
-                results.append(await _measure_saves(env, approach, turns, save, saves))
+                trips, sent, received, billed = [], [], [], []
+                for i in range(saves):
+                    first = len(env.gateway.records)
+                    env.raw.reset_billing()
+                    await save(new_turns(i, 1)[0])
+                    records = env.gateway.records[first:]
+                    trips.append(len(records))
+                    sent.append(sum(r.request_bytes for r in records))
+                    received.append(sum(r.response_bytes for r in records))
+                    billed.append(env.raw.billed_commands())
+                results.append(
+                    WireCost(
+                        approach,
+                        turns,
+                        statistics.mean(trips),
+                        statistics.mean(sent),
+                        statistics.mean(received),
+                        statistics.mean(billed),
+                    )
+                )
     finally:
         await ours.aclose()
-        await sqlite.aclose()
-        await baseline.close()
+        await client.close()
+    return results
+
+
+async def _ms(call: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return (time.perf_counter() - started) * 1000
+
+
+async def sqlite_costs(env: BenchEnvironment, lengths: tuple[int, ...], samples: int) -> list[SQLiteCost]:
+    """A save and a `last=20` read on SQLite as the session grows."""
+    settings = env.settings("sqlite")
+    store = await open_store(settings)
+    results = []
+    try:
+        for turns in lengths:
+            SQLiteRaw(settings.sqlite_path).set(
+                session_key("", f"s{turns}"), session_json(filler_turns(turns))
+            )
+            saves = [
+                await _ms(functools.partial(store.save_turn, f"s{turns}", new_turns(i, 1)[0]))
+                for i in range(samples)
+            ]
+            reads = [await _ms(functools.partial(store.get_session, f"s{turns}", 20)) for _ in range(samples)]
+            results.append(SQLiteCost(turns, statistics.median(saves), statistics.median(reads)))
+    finally:
+        await store.aclose()
     return results
 
 
@@ -140,7 +149,8 @@ async def lost_turns(
         OURS_UPSTASH: await open_store(env.settings("upstash", key_prefix=prefix)),
         OURS_SQLITE: await open_store(env.settings("sqlite", key_prefix=prefix)),
     }
-    baseline = UpstashRedis(url=env.gateway.url, token=GATEWAY_TOKEN, rest_retries=0, allow_telemetry=False)
+    client = UpstashRedis(url=env.gateway.url, token=GATEWAY_TOKEN, rest_retries=0, allow_telemetry=False)
+    command = upstash_command(client)
     try:
         for writers in writer_counts:
             sent = writers * per_writer
@@ -149,12 +159,11 @@ async def lost_turns(
                 await _race(writers, per_writer, functools.partial(store.save_turn, session))
                 results.append(LostTurns(approach, writers, sent, len(await store.get_session(session))))
             key = session_key(prefix, f"race-baseline-{writers}")
-            await _race(writers, per_writer, functools.partial(baseline_save_turn, baseline, key))
-            results.append(
-                LostTurns(BASELINE_UPSTASH, writers, sent, len(await baseline_get_session(baseline, key)))
-            )
+            await _race(writers, per_writer, functools.partial(baseline_save_turn, command, key))
+            stored = len(await baseline_get_session(command, key))
+            results.append(LostTurns(BASELINE_UPSTASH, writers, sent, stored))
     finally:
         for store in stores.values():
             await store.aclose()
-        await baseline.close()
+        await client.close()
     return results

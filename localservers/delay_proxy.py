@@ -1,0 +1,179 @@
+"""A TCP proxy on loopback that puts a server at a network distance: every byte arrives late.
+
+Each direction holds what it reads for `one_way_delay` seconds before passing it on, so a
+request and its answer take twice that longer (the round-trip time), whatever their size.
+Bytes keep their order; at most `max_chunks` reads of up to 64 KiB wait per direction (the
+reader then waits too), and the proxy stops by itself `lifetime` seconds after it started
+if `stop()` has not come first. It also counts round trips: a connection's client starting
+to send again after the server has answered is one more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class DelayProxy:
+    target_port: int
+    one_way_delay: float = 0.0
+    target_host: str = "127.0.0.1"
+    lifetime: float = 3600.0
+    max_chunks: int = 1024
+    port: int = 0  # chosen by the system at start()
+    round_trips: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _connections: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.one_way_delay < 0:
+            raise ValueError(f"one_way_delay must be 0 or more seconds, not {self.one_way_delay}")
+        if self.lifetime <= 0:
+            raise ValueError(f"lifetime must be more than 0 seconds, not {self.lifetime}")
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> DelayProxy:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+            except OSError as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self.port = server.sockets[0].getsockname()[1]
+            loop.call_later(self.lifetime, loop.stop)
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown(server))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="delay-proxy", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError(f"the delaying proxy could not listen: {failure[0]}")
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection; idempotent, and harmless after the lifetime ran out."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed itself
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+        self._thread = None
+
+    def wait_stopped(self) -> None:
+        """Block until the proxy has stopped (by `stop()` or at the end of its lifetime)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    async def _shutdown(self, server: asyncio.Server) -> None:
+        server.close()
+        for writer in list(self._connections):
+            writer.transport.abort()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A stop cancels the connections still open: that ends them, and is no error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay(reader, writer)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            self._connections.discard(writer)
+            writer.transport.abort()
+            return
+        self._connections.add(up_writer)
+        # Which way the last bytes went on this connection: a turn to "up" after "down" is a round trip.
+        last = ["down"]
+
+        def seen(direction: str) -> None:
+            if direction == "up" and last[0] == "down":
+                self.round_trips += 1
+            last[0] = direction
+
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer, lambda: seen("up")),
+                self._pipe(up_reader, writer, lambda: seen("down")),
+            )
+        finally:
+            for each in (writer, up_writer):
+                self._connections.discard(each)
+                each.transport.abort()
+
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, on_data: Callable[[], None]
+    ) -> None:
+        """Copy `source` to `sink`, each read delivered `one_way_delay` after it arrived."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(self.max_chunks)
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        if sink.can_write_eof():
+                            sink.write_eof()
+                    return
+                sink.write(data)
+                await sink.drain()
+
+        delivering = asyncio.ensure_future(deliver())
+        try:
+            while True:
+                try:
+                    data = await source.read(_CHUNK)
+                except ConnectionError:
+                    data = b""
+                if data:
+                    on_data()
+                await queue.put((loop.time() + self.one_way_delay, data))
+                if not data:
+                    break
+            await delivering
+        except (ConnectionError, OSError):
+            delivering.cancel()
+        finally:
+            if not delivering.done():
+                delivering.cancel()
+
+
+@contextmanager
+def delayed(target_port: int, rtt_seconds: float, lifetime: float = 3600.0) -> Iterator[DelayProxy]:
+    """A started proxy in front of 127.0.0.1:`target_port` adding `rtt_seconds` per round trip."""
+    proxy = DelayProxy(target_port, one_way_delay=rtt_seconds / 2, lifetime=lifetime).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
