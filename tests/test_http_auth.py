@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -34,7 +35,8 @@ def tokens_file(directory: Path, text: str) -> Path:
 
 
 def stored_keys(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
+    # sqlite3's own context manager only commits; closing() is what closes the connection.
+    with contextlib.closing(sqlite3.connect(database)) as connection:
         return sorted(row[0] for row in connection.execute("SELECT key FROM conversations"))
 
 
