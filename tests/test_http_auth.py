@@ -339,6 +339,24 @@ async def test_jwt_subjects_get_their_own_sessions_whatever_their_characters(
     assert "client:auth0%7Cuser%3A42%2Fsession%3Ax:session:shared-id" in stored_keys(database)
 
 
+def test_a_provider_that_dribbles_its_keys_lets_the_server_start_and_says_why(
+    tmp_path: Path, idp_key: SigningKey
+) -> None:
+    # A byte a second never trips a per-read timeout; only the deadline on the whole fetch ends it.
+    with JwksServer(idp_key, dribble=1.0) as jwks:
+        settings = {
+            "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
+            "MCP_JWT_JWKS_URL": jwks.url,
+            "MCP_JWT_ISSUER": ISSUER,
+            "MCP_JWT_AUDIENCE": AUDIENCE,
+        }
+        with logged_http_server(settings, tmp_path / "server.log") as server:
+            assert "(no complete answer within 5 s); 0 key(s) stay in use" in server.log()
+            assert post_list_tools(server.base_url, idp_key.token()).status_code == 401
+            server.wait_for_log("(client unknown): JWT signed by a key not in the JWKS")
+            assert jwks.fetches == 1
+
+
 def test_a_jwt_without_a_required_scope_gets_403(tmp_path: Path, idp_key: SigningKey) -> None:
     with JwksServer(idp_key) as jwks:
         settings = {
