@@ -15,7 +15,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.processes import CONSOLE_SCRIPT, child_env, stop, wait_until_healthy
+from localservers.redis_server import free_port
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
 from tests.support.mcp_http import mcp_client, post_list_tools, structured
@@ -392,11 +393,26 @@ def test_a_provider_that_dribbles_its_keys_lets_the_server_start_and_says_why(
             "MCP_JWT_ISSUER": ISSUER,
             "MCP_JWT_AUDIENCE": AUDIENCE,
         }
-        with logged_http_server(settings, tmp_path / "server.log") as server:
-            assert "(no complete answer within 5 s); 0 key(s) stay in use" in server.log()
+        port = free_port()
+        log_path = tmp_path / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [CONSOLE_SCRIPT, "--transport", "http", "--port", str(port)],
+                env=child_env(**settings),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        server = LoggedServer(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            # The startup fetch gives up at its deadline; how long the process takes to reach it
+            # depends on how busy the machine is, hence the generous wait.
+            server.wait_for_log("(no complete answer within 5 s); 0 key(s) stay in use", timeout=90)
+            wait_until_healthy(server.base_url, process, server.log)
             assert post_list_tools(server.base_url, idp_key.token()).status_code == 401
             server.wait_for_log("(client unknown): JWT signed by a key not in the JWKS")
             assert jwks.fetches == 1
+        finally:
+            stop(process)
 
 
 def test_a_jwt_without_a_required_scope_gets_403(tmp_path: Path, idp_key: SigningKey) -> None:
