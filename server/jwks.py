@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 
@@ -20,7 +22,12 @@ MAX_JWKS_BYTES = 256 * 1024
 
 
 class JwksCache:
-    """Keys by `kid`, kept for `max_age` seconds; an unknown `kid` refetches at most every `min_refetch`."""
+    """Keys by `kid`, kept for `max_age` seconds; an unknown `kid` refetches at most every `min_refetch`.
+
+    One fetch runs at a time, bounded as a whole by `timeout`. Lookups that need keys share the
+    fetch under way; a lookup whose key is cached never waits for one, even when its key is due
+    for a refresh (the refresh then runs in the background).
+    """
 
     def __init__(
         self, url: str, *, timeout: float = 5.0, max_age: float = 300.0, min_refetch: float = 30.0
@@ -30,43 +37,67 @@ class JwksCache:
         self._max_age = max_age
         self._min_refetch = min_refetch
         self._keys: list[PyJWK] = []
-        self._fetched_at = -float("inf")
-        self._lock = anyio.Lock()
+        self._fetched_at = -float("inf")  # when the last fetch started
+        self._fetch_done: anyio.Event | None = None  # set while a fetch is under way
+        self._fetch_task: asyncio.Task[None] | None = None
 
     async def key_for(self, kid: str | None) -> PyJWK | None:
         """The key a token names (or the only key, for a token without `kid`); None if unknown."""
         if time.monotonic() - self._fetched_at > self._max_age:
-            await self.refresh()
+            self._start_fetch()
         key = self._find(kid)
-        if key is None and time.monotonic() - self._fetched_at > self._min_refetch:
+        if key is None and (
+            self._fetch_done is not None or time.monotonic() - self._fetched_at > self._min_refetch
+        ):
             # The provider may have rotated its keys since the last fetch.
-            await self.refresh()
+            await self._start_fetch().wait()
             key = self._find(kid)
         return key
 
     async def refresh(self) -> None:
-        """Fetch the key set; on failure keep the keys already known and log why."""
-        async with self._lock:
-            started = time.monotonic()
-            if started - self._fetched_at < 1.0:
-                return  # another request fetched it just now
-            self._fetched_at = started
-            try:
-                self._keys = await self._fetch()
-            except (httpx.HTTPError, ValueError, PyJWKSetError) as exc:
-                logger.warning(
-                    "could not fetch the JWKS from MCP_JWT_JWKS_URL (%s); %d key(s) stay in use",
-                    _reason(exc),
-                    len(self._keys),
-                )
+        """Fetch the key set (or wait for the fetch under way); on failure keep the keys known and log why."""
+        await self._start_fetch().wait()
+
+    def _start_fetch(self) -> anyio.Event:
+        """The fetch under way, or a new one: set when it ends, however it ends."""
+        if self._fetch_done is None:
+            self._fetch_done = anyio.Event()
+            self._fetched_at = time.monotonic()
+            # A task of its own, not the caller's: a lookup that does not need the new keys goes
+            # on at once, and a caller that goes away (a client hanging up) cancels no one's fetch.
+            # anyio has no detached tasks; the server always runs on asyncio.
+            self._fetch_task = asyncio.get_running_loop().create_task(self._fetch_and_keep(self._fetch_done))
+        return self._fetch_done
+
+    async def _fetch_and_keep(self, done: anyio.Event) -> None:
+        try:
+            self._keys = await self._fetch()
+        except (httpx.HTTPError, ValueError, PyJWKSetError, TimeoutError) as exc:
+            logger.warning(
+                "could not fetch the JWKS from MCP_JWT_JWKS_URL (%s); %d key(s) stay in use",
+                self._reason(exc),
+                len(self._keys),
+            )
+        finally:
+            self._fetch_done = None
+            self._fetch_task = None
+            done.set()
 
     async def _fetch(self) -> list[PyJWK]:
-        async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-            response = await client.get(self._url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        if len(response.content) > MAX_JWKS_BYTES:
-            raise ValueError(f"the key set is over {MAX_JWKS_BYTES} bytes")
-        document = response.json()
+        # One deadline for the whole fetch (connect, every read, the body): httpx's timeout bounds
+        # each read alone, so a provider sending a byte at a time would hold a fetch for ever.
+        with anyio.fail_after(self._timeout):
+            async with (
+                httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client,
+                client.stream("GET", self._url, headers={"Accept": "application/json"}) as response,
+            ):
+                response.raise_for_status()
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise ValueError(f"the key set is over {MAX_JWKS_BYTES} bytes")
+        document = json.loads(body)
         if not isinstance(document, dict):
             raise ValueError("the key set is not a JSON object")
         keys = [key for key in PyJWKSet.from_dict(document).keys if key.algorithm_name in SIGNING_ALGORITHMS]
@@ -79,10 +110,13 @@ class JwksCache:
             return self._keys[0] if len(self._keys) == 1 else None
         return next((key for key in self._keys if key.key_id == kid), None)
 
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}"
-    if isinstance(exc, httpx.HTTPError):
-        return type(exc).__name__
-    return str(exc)
+    def _reason(self, exc: Exception) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no complete answer within {self._timeout:g} s"
+        if isinstance(exc, httpx.HTTPStatusError):
+            return f"HTTP {exc.response.status_code}"
+        if isinstance(exc, httpx.HTTPError):
+            return type(exc).__name__
+        if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+            return "the key set is not JSON"
+        return str(exc)

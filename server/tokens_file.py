@@ -1,4 +1,4 @@
-"""MCP_TOKENS_FILE: named clients, one `name:token` per line, reloaded without a restart."""
+"""MCP_TOKENS_FILE: named clients, one `name:token` per line and `# end` last, reloaded without a restart."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MIN_FILE_TOKEN_CHARS = 16
 CHECK_INTERVAL_SECONDS = 1.0
+# The last non-empty line of a complete file. A file is often rewritten in place, so a reload
+# can catch it half-written: cut after any line, it would still parse, and lock out every
+# client it has not reached yet.
+END_LINE = "# end"
 
 FileSignature = tuple[int, int, int]
 MISSING: FileSignature = (-1, -1, -1)
@@ -37,6 +41,16 @@ class _Snapshot:
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def check_complete(text: str) -> None:
+    """Raise TokensFileError unless the last non-empty line is the end line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or lines[-1] != END_LINE:
+        raise TokensFileError(
+            f"incomplete: its last non-empty line must be {END_LINE!r}, written last, "
+            "so that a half-written file is never taken"
+        )
 
 
 def parse_tokens(text: str, reserved_names: frozenset[str] = frozenset()) -> dict[bytes, str]:
@@ -78,14 +92,16 @@ def _read(path: Path, reserved_names: frozenset[str]) -> _Snapshot:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         raise TokensFileError(f"cannot read MCP_TOKENS_FILE ({reason})") from None
+    check_complete(text)
     return _Snapshot(parse_tokens(text, reserved_names), signature)
 
 
 class TokensFile:
     """The clients of the tokens file; a changed file (or SIGHUP) loads it again.
 
-    A file that turns malformed keeps the last good set of clients in force and logs a
-    warning, so a typo while editing never locks every client out.
+    A file that turns malformed or incomplete (no end line yet) keeps the last good set of
+    clients in force and logs a warning, so a typo or a half-written file never locks every
+    client out.
     """
 
     def __init__(self, path: Path, reserved_names: frozenset[str] = frozenset()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -14,7 +15,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.processes import CONSOLE_SCRIPT, child_env, stop, wait_until_healthy
+from localservers.redis_server import free_port
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
 from tests.support.mcp_http import mcp_client, post_list_tools, structured
@@ -34,7 +36,8 @@ def tokens_file(directory: Path, text: str) -> Path:
 
 
 def stored_keys(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
+    # sqlite3's own context manager only commits; closing() is what closes the connection.
+    with contextlib.closing(sqlite3.connect(database)) as connection:
         return sorted(row[0] for row in connection.execute("SELECT key FROM conversations"))
 
 
@@ -55,7 +58,7 @@ async def contents(client: Client, session_id: str) -> list[str]:
 def per_client_server(tmp_path: Path) -> Iterator[LoggedServer]:
     settings = {
         "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
-        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"# clients\nalice:{ALICE}\n\nbob:{BOB}\n")),
+        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"# clients\nalice:{ALICE}\n\nbob:{BOB}\n# end\n")),
         "SESSION_ISOLATION": "per-client",
         "KEY_PREFIX": "app:",
     }
@@ -87,7 +90,7 @@ async def test_per_client_sessions_with_one_id_are_two_sessions(
 async def test_shared_isolation_keeps_the_typescript_key_layout(tmp_path: Path) -> None:
     settings = {
         "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
-        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n")),
+        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n# end\n")),
     }
     with logged_http_server(settings, tmp_path / "server.log") as server:
         async with mcp_client(server.base_url, ALICE) as alice, mcp_client(server.base_url, BOB) as bob:
@@ -100,7 +103,7 @@ async def test_static_token_and_tokens_file_work_together(tmp_path: Path) -> Non
     settings = {
         "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
         "MCP_AUTH_TOKEN": STATIC,
-        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"alice:{ALICE}\n")),
+        "MCP_TOKENS_FILE": str(tokens_file(tmp_path, f"alice:{ALICE}\n# end\n")),
         "SESSION_ISOLATION": "per-client",
     }
     with logged_http_server(settings, tmp_path / "server.log") as server:
@@ -118,7 +121,7 @@ def test_a_token_removed_from_the_file_is_refused_without_a_restart(
 ) -> None:
     url = per_client_server.base_url
     assert post_list_tools(url, BOB).status_code == 200
-    tokens_file(tmp_path, f"alice:{ALICE}\n")  # bob revoked
+    tokens_file(tmp_path, f"alice:{ALICE}\n# end\n")  # bob revoked
     deadline = time.monotonic() + 5
     while post_list_tools(url, BOB).status_code != 401:
         assert time.monotonic() < deadline, "bob's revoked token still accepted after 5 s"
@@ -131,10 +134,18 @@ def test_sighup_reloads_the_tokens_file_at_once(per_client_server: LoggedServer,
     url = per_client_server.base_url
     new_client = "carol-token-0123456789abcdef"
     assert post_list_tools(url, new_client).status_code == 401
-    path = tokens_file(tmp_path, f"alice:{ALICE}\ncarol:{new_client}\n")
-    # Same size, mtime and inode as before: only the signal can tell the server.
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    before = (tmp_path / "tokens").stat()
+    text = f"alice:{ALICE}\ncarol:{new_client}\n# end\n"
+    # Padded to the same size, rewritten in place (same inode), its mtime put back: only the
+    # signal can tell the server.
+    path = tokens_file(tmp_path, "#" * (before.st_size - len(text) - 1) + "\n" + text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
     per_client_server.process.send_signal(signal.SIGHUP)
     per_client_server.wait_for_log("MCP_TOKENS_FILE reloaded: 2 token(s)")
     assert post_list_tools(url, new_client).status_code == 200
@@ -145,7 +156,7 @@ def test_a_malformed_reload_keeps_the_previous_clients(
     per_client_server: LoggedServer, tmp_path: Path
 ) -> None:
     url = per_client_server.base_url
-    tokens_file(tmp_path, f"alice:{ALICE}\nbob {BOB}\n")
+    tokens_file(tmp_path, f"alice:{ALICE}\nbob {BOB}\n# end\n")
     per_client_server.process.send_signal(signal.SIGHUP)
     per_client_server.wait_for_log("not reloaded, the previous 2 token(s) stay in force: line 2")
     assert post_list_tools(url, BOB).status_code == 200
@@ -153,8 +164,42 @@ def test_a_malformed_reload_keeps_the_previous_clients(
     assert BOB not in per_client_server.log()
 
 
+def test_a_half_written_tokens_file_is_not_taken_and_the_clients_stay(
+    per_client_server: LoggedServer, tmp_path: Path
+) -> None:
+    url = per_client_server.base_url
+    # Rewritten in place and caught after its first line: no end line yet. Picked up by the
+    # change check on a request, not by a signal.
+    tokens_file(tmp_path, f"# clients\nalice:{ALICE}\n")
+    deadline = time.monotonic() + 5
+    while "not reloaded" not in per_client_server.log():
+        assert time.monotonic() < deadline, "the half-written file was not noticed within 5 s"
+        assert post_list_tools(url, BOB).status_code == 200
+        time.sleep(0.2)
+    per_client_server.wait_for_log("the previous 2 token(s) stay in force: incomplete: its last")
+    assert post_list_tools(url, BOB).status_code == 200
+    assert post_list_tools(url, ALICE).status_code == 200
+
+
+def test_a_tokens_file_without_its_end_line_stops_startup_naming_the_rule(tmp_path: Path) -> None:
+    path = tokens_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n")
+    finished = subprocess.run(
+        [CONSOLE_SCRIPT, "--transport", "http", "--port", "1"],
+        env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert f"MCP_TOKENS_FILE {path}: incomplete: its last non-empty line must be '# end'" in finished.stderr
+    assert ALICE not in finished.stderr
+    assert BOB not in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
 def test_a_malformed_tokens_file_stops_startup_naming_the_line_not_the_token(tmp_path: Path) -> None:
-    path = tokens_file(tmp_path, f"alice:{ALICE}\n# fine\nbob:short-secret\n")
+    path = tokens_file(tmp_path, f"alice:{ALICE}\n# fine\nbob:short-secret\n# end\n")
     finished = subprocess.run(
         [CONSOLE_SCRIPT, "--transport", "http", "--port", "1"],
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
@@ -335,6 +380,39 @@ async def test_jwt_subjects_get_their_own_sessions_whatever_their_characters(
         assert await contents(first, "shared-id") == ["first"]
     database = Path(jwt_server.log_path.parent / "s.sqlite3")
     assert "client:auth0%7Cuser%3A42%2Fsession%3Ax:session:shared-id" in stored_keys(database)
+
+
+def test_a_provider_that_dribbles_its_keys_lets_the_server_start_and_says_why(
+    tmp_path: Path, idp_key: SigningKey
+) -> None:
+    # A byte a second never trips a per-read timeout; only the deadline on the whole fetch ends it.
+    with JwksServer(idp_key, dribble=1.0) as jwks:
+        settings = {
+            "SQLITE_PATH": str(tmp_path / "s.sqlite3"),
+            "MCP_JWT_JWKS_URL": jwks.url,
+            "MCP_JWT_ISSUER": ISSUER,
+            "MCP_JWT_AUDIENCE": AUDIENCE,
+        }
+        port = free_port()
+        log_path = tmp_path / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [CONSOLE_SCRIPT, "--transport", "http", "--port", str(port)],
+                env=child_env(**settings),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        server = LoggedServer(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            # The startup fetch gives up at its deadline; how long the process takes to reach it
+            # depends on how busy the machine is, hence the generous wait.
+            server.wait_for_log("(no complete answer within 5 s); 0 key(s) stay in use", timeout=90)
+            wait_until_healthy(server.base_url, process, server.log)
+            assert post_list_tools(server.base_url, idp_key.token()).status_code == 401
+            server.wait_for_log("(client unknown): JWT signed by a key not in the JWKS")
+            assert jwks.fetches == 1
+        finally:
+            stop(process)
 
 
 def test_a_jwt_without_a_required_scope_gets_403(tmp_path: Path, idp_key: SigningKey) -> None:

@@ -40,21 +40,44 @@ class SigningKey:
 
 
 class JwksServer:
-    """Serves the public half of `keys` at /jwks.json; counts the fetches."""
+    """Serves the public half of `keys` at /jwks.json; counts the fetches.
 
-    def __init__(self, *keys: SigningKey) -> None:
+    With `dribble` set (seconds), the whole answer, status line included, goes out one byte at
+    a time at that pace: a provider that is slow rather than down.
+    """
+
+    def __init__(self, *keys: SigningKey, dribble: float | None = None) -> None:
         document = json.dumps({"keys": [key.public_jwk() for key in keys]}).encode()
         owner = self
-        self.fetches = 0
+        self.dribble = dribble
+        self._fetches = 0
+        self._count_lock = threading.Lock()
+        self._stopping = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                owner.fetches += 1
+                with owner._count_lock:
+                    owner._fetches += 1
+                if owner.dribble is not None:
+                    self._dribble(owner.dribble)
+                    return
                 self.send_response(200 if self.path == "/jwks.json" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(document)))
                 self.end_headers()
                 self.wfile.write(document)
+
+            def _dribble(self, interval: float) -> None:
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(document)}\r\n\r\n".encode()
+                self.close_connection = True
+                for byte in head + document:
+                    if owner._stopping.wait(interval):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -66,10 +89,17 @@ class JwksServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/jwks.json"
 
+    @property
+    def fetches(self) -> int:
+        """Requests received so far, finished or not."""
+        with self._count_lock:
+            return self._fetches
+
     def __enter__(self) -> JwksServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
