@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,11 +17,11 @@ import httpx
 from localservers.redis_server import free_port
 
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "session-memory-mcp")
-# Only what the child needs: the tests must not depend on the developer's own settings.
 # How long to wait for a cold process before giving up: a stop for a test that would hang, not a
 # promise about start-up time (importing mcp alone takes seconds on a loaded machine).
 START_PATIENCE_SECONDS = 60
 
+# Only what the child needs: the tests must not depend on the developer's own settings.
 BASE_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
 
 
@@ -61,17 +62,23 @@ def serving_http(
     command: list[str], port: int, env: dict[str, str], cwd: Path | None = None
 ) -> Iterator[str]:
     """Run `command` (an MCP server on 127.0.0.1:`port`); yield its base URL once /healthz answers."""
-    process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base_url, process, lambda: process.stderr.read() if process.stderr else "")
-        yield base_url
-    finally:
-        stop(process)
-        if process.stderr is not None:
-            process.stderr.close()
+    # Its log goes to a file, not a pipe: nobody reads a pipe while it serves, so a full one would
+    # block the server, and reading a live child's pipe to report a failure would never return.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True
+        )
+
+        def logged() -> str:
+            log.seek(0)
+            return log.read()
+
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(base_url, process, logged)
+            yield base_url
+        finally:
+            stop(process)
 
 
 @contextmanager

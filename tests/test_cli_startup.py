@@ -17,7 +17,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
 from localservers.gateway import UpstashGateway
-from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, http_server
 from localservers.redis_server import RedisServer, free_port
 from memory.adapters import PROBE_SECONDS
 from server.cli import STARTUP_CHECK_SECONDS
@@ -37,9 +37,6 @@ STOPPING_LINE = "stopping: the store refused the settings"
 # mcp alone is about a second of CPU) and the interpreter's exit after are not part of the promise,
 # and a loaded machine stretches both.
 CONFIG_EXIT_SECONDS = STARTUP_CHECK_SECONDS + PROBE_SECONDS + 2.0
-# How long a test waits for a cold process to reach a point before giving up: not a promise,
-# only a stop for a test that would otherwise hang.
-COLD_START_PATIENCE = 60.0
 # A signal stops a serving process at once (about 0.3 s measured); before the stdin reader, it
 # waited for the next line forever. The bound only tells the two apart, with room for a load.
 STOP_SECONDS = 5.0
@@ -54,7 +51,7 @@ def run_once(*args: str, env: dict[str, str], cwd: Path | None = None) -> subpro
         input="",
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
 
@@ -67,7 +64,7 @@ def start_in_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, int,
     pid, terminal = pty.fork()
     if pid == 0:  # the child: becomes the console script
         os.execve(CONSOLE_SCRIPT, [CONSOLE_SCRIPT, *args], env)
-    output = read_until(terminal, STARTUP_LINE, seconds=COLD_START_PATIENCE)
+    output = read_until(terminal, STARTUP_LINE, seconds=START_PATIENCE_SECONDS)
     return pid, terminal, output
 
 
@@ -118,10 +115,10 @@ def wait_until_serving(transport: str, terminal: int, port: int) -> None:
     if transport == "stdio":
         # An answer proves stdin is being read; the terminal echoes the request, not "result".
         os.write(terminal, b'{"jsonrpc":"2.0","id":7,"method":"ping"}\n')
-        read_until(terminal, '"result"', seconds=COLD_START_PATIENCE)
+        read_until(terminal, '"result"', seconds=START_PATIENCE_SECONDS)
         time.sleep(0.2)  # the reader is back in its blocking read
         return
-    deadline = time.monotonic() + COLD_START_PATIENCE
+    deadline = time.monotonic() + START_PATIENCE_SECONDS
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -246,7 +243,12 @@ def test_a_relative_sqlite_path_is_resolved_against_the_starting_directory(tmp_p
 
 def test_help_names_the_settings_files_and_no_file_an_installed_package_lacks() -> None:
     finished = subprocess.run(
-        [CONSOLE_SCRIPT, "--help"], env=child_env(), capture_output=True, text=True, timeout=30, check=True
+        [CONSOLE_SCRIPT, "--help"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=START_PATIENCE_SECONDS,
+        check=True,
     )
     assert ".env.example" not in finished.stdout
     assert "--env-file PATH" in finished.stdout
@@ -273,7 +275,7 @@ def exits_quickly_naming(
         input="",
         capture_output=True,
         text=True,
-        timeout=COLD_START_PATIENCE,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     stderr = finished.stderr

@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from localservers.gateway import Fault, UpstashGateway
-from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env
 from localservers.raw import RedisRaw
 from memory import ChatTurn, open_store
 from server.app import build_server
@@ -152,7 +152,7 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
             input="",
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=START_PATIENCE_SECONDS,
             check=False,
         )
     finally:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from localservers.processes import CONSOLE_SCRIPT, child_env, stop, wait_until_healthy
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, stop, wait_until_healthy
 from localservers.redis_server import free_port
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
@@ -188,7 +188,7 @@ def test_a_tokens_file_without_its_end_line_stops_startup_naming_the_rule(tmp_pa
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0
@@ -205,7 +205,7 @@ def test_a_malformed_tokens_file_stops_startup_naming_the_line_not_the_token(tmp
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0
@@ -265,7 +265,7 @@ def test_contradictory_auth_settings_stop_startup(
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), **settings),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0
@@ -280,7 +280,7 @@ def test_per_client_isolation_over_stdio_is_refused(tmp_path: Path) -> None:
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), SESSION_ISOLATION="per-client"),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0

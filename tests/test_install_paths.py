@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from localservers.processes import child_env
+from localservers.processes import START_PATIENCE_SECONDS, child_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("install_paths")]
 
@@ -91,7 +91,12 @@ async def test_pipx_install_from_the_checkout_serves_over_stdio(pipx_command: Pa
 
 def test_the_installed_help_points_to_nothing_the_package_lacks(pipx_command: Path) -> None:
     finished = subprocess.run(
-        [str(pipx_command), "--help"], env=child_env(), capture_output=True, text=True, timeout=30, check=True
+        [str(pipx_command), "--help"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=START_PATIENCE_SECONDS,
+        check=True,
     )
     assert ".env.example" not in finished.stdout
     assert "UPSTASH_REDIS_REST_TOKEN" in finished.stdout  # the settings are named in the help itself

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from localservers.processes import child_env
+from localservers.processes import START_PATIENCE_SECONDS, child_env
 from server.app import INSTRUCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_the_python_api_example_runs_and_prints_what_the_readme_says(tmp_path: P
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode == 0, finished.stderr

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent, TextResourceContents
 
 from localservers.gateway import UpstashGateway
-from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, http_server
 from localservers.redis_server import RedisServer
 from tests.conftest import GATEWAY_TOKEN
 
@@ -139,7 +139,7 @@ def test_an_initialize_over_stdio_advertises_no_notifications(tmp_path: Path) ->
         input=json.dumps(INITIALIZE) + "\n",
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     reply = json.loads(finished.stdout.splitlines()[0])

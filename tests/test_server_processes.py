@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from localservers.gateway import UpstashGateway
-from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, http_server
 from tests.conftest import GATEWAY_TOKEN
 
 pytestmark = pytest.mark.anyio
@@ -73,7 +73,7 @@ async def test_console_script_over_stdio_on_upstash(gateway: UpstashGateway, key
 def test_invalid_settings_stop_the_server_with_a_clear_message() -> None:
     env = child_env(REDIS_URL="http://user:hunter2@example.com", SESSION_TTL_SECONDS="soon")
     finished = subprocess.run(
-        [CONSOLE_SCRIPT], env=env, capture_output=True, text=True, timeout=30, check=False
+        [CONSOLE_SCRIPT], env=env, capture_output=True, text=True, timeout=START_PATIENCE_SECONDS, check=False
     )
     assert finished.returncode != 0
     assert "REDIS_URL: must start with redis://" in finished.stderr
@@ -166,7 +166,7 @@ def test_refuses_to_serve_on_all_interfaces_without_a_token(tmp_path: Path) -> N
         env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3")),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0
@@ -196,7 +196,7 @@ def test_stdio_logs_one_startup_line_and_nothing_per_call(tmp_path: Path) -> Non
     process.stdin.write("\n".join(messages) + "\n")
     process.stdin.flush()
     replies = [process.stdout.readline() for _ in range(3)]  # stdout carries only protocol messages
-    _, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=START_PATIENCE_SECONDS)
     assert '"isError":true' in next(r for r in replies if '"id":3' in r).replace(" ", "")
     log_lines = stderr.strip().splitlines()
     assert len(log_lines) == 1, stderr
@@ -215,7 +215,7 @@ def test_settings_are_read_from_dot_env_in_the_working_directory(tmp_path: Path)
         input="",
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert f"store sqlite ({database})" in finished.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from localservers.processes import CONSOLE_SCRIPT, child_env
+from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env
 from memory import ConfigurationError, StoreConfig
 from server.settings import Settings, describe_validation_error
 
@@ -192,7 +192,7 @@ def test_a_malformed_redis_url_stops_the_console_script_without_a_traceback() ->
         env=child_env(REDIS_URL="redis://:hunter/2@redis.example.com:6379/0"),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_PATIENCE_SECONDS,
         check=False,
     )
     assert finished.returncode != 0
