@@ -1,5 +1,5 @@
 -- Appends turns to a session stored as a JSON array of {role, content, timestamp},
--- atomically, reading only the value's two ends.
+-- atomically, reading only the value's tail.
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  TTL in seconds, reset by every save
@@ -18,63 +18,191 @@
 --   state    1 stored; 0 an equal turn was already there (nothing stored for it);
 --            2 likewise, and that turn is the session's first
 --
--- The work is proportional to the new turns and the stored value's last turn, plus
--- one plain (memchr-speed) search of the value for equal turns: the value's middle is
--- never parsed. A save checks that the value opens a JSON array and ends with a
--- complete, valid turn (or is an empty array), and appends after it without touching
--- a byte before its closing bracket. Anything else is left exactly as it is.
+-- A save reads the value's last WINDOW bytes (GETRANGE). A value shorter than that is
+-- read whole: the save checks that it opens a JSON array, and rewrites it (SET … EX).
+-- A longer one is extended in place: STRLEN, SETRANGE over the closing bracket, EXPIRE.
+-- Either way the value must end with ']' after a complete, valid last turn (or be an
+-- empty array); the new turns go after it without touching a byte before the bracket,
+-- and a value that fails the check is left exactly as it is, TTL included. Equal turns
+-- (retries, server-stamp collisions) are looked for in the bytes read: the newest
+-- WINDOW bytes, or more when the last turn is longer than that. A last turn that does
+-- not fit the window widens it (one GETRANGE more each time, ×8).
 --
--- At most two redis.call()s run (GET, then SET or EXPIRE), so a save is billed as at
--- most three commands on Upstash. cjson is not documented there, hence the scanner.
+-- Billed commands on Upstash, the EVALSHA included: 3 for a value shorter than WINDOW,
+-- 5 for a longer one, plus one per widening. cjson is not documented there, hence the
+-- scanner. Its work is bounded whatever the value holds: every step and every byte read
+-- by a pattern is charged to WORK, and a value whose check needs more is left alone
+-- and answered 'not_a_session'.
 
-local find, byte, sub, format = string.find, string.byte, string.sub, string.format
+local find, byte, sub, format, gsub, reverse = string.find, string.byte, string.sub, string.format,
+  string.gsub, string.reverse
 
 local MAX_SAFE_INTEGER = 9007199254740991
 local MAX_DEPTH = 200 -- nesting of values under a repeated key before we give up
+local WINDOW = 32768 -- bytes read from the value's end; retries are recognised within them
+local WIDEST = 1048576 -- a last turn longer than this (or than the size limit) is not looked for
+local WORK = 400000 -- units (about a byte read by a Lua pattern each) a value's check may use
+local STEP = 16 -- the units of one step of the scanner (a Lua call or two)
+local SLICE = 256 -- runs of spaces, digits and backslashes are read this many bytes at a time
+
+local work = WORK
+local TOO_MUCH = {} -- raised when the check has used its WORK
+local WIDEN = {} -- the last turn may begin before the bytes read
+
+local function charge(units)
+  work = work - units
+  if work < 0 then error(TOO_MUCH) end
+end
+
+-- The index after the run of characters that `pattern` ('^[…]*') matches from i, read a
+-- slice at a time so that a long run is paid for as it is read.
+local function span(s, i, pattern)
+  while true do
+    local _, e = find(sub(s, i, i + SLICE - 1), pattern)
+    charge(STEP + e)
+    if e < SLICE then return i + e end
+    i = i + SLICE
+  end
+end
+
+local SPACE, DIGITS = '^[ \t\n\r]*', '^%d*'
 
 local function skip_space(s, i)
-  local _, e = find(s, '^[ \t\n\r]*', i)
-  return e + 1
+  local c = byte(s, i)
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return i end
+  return span(s, i, SPACE)
 end
 
 local function skip_space_back(s, i)
   local c = byte(s, i)
   while c == 32 or c == 9 or c == 10 or c == 13 do
+    charge(2)
     i = i - 1
     c = byte(s, i)
   end
   return i
 end
 
+-- How many backslashes end just before q, not counting any before `floor`.
+local function backslashes_before(s, q, floor)
+  local count, k = 0, q - 1
+  while k >= floor do
+    local from = math.max(floor, k - SLICE + 1)
+    local _, e = find(reverse(sub(s, from, k)), '^\\*')
+    charge(STEP + e)
+    count = count + e
+    if e < k - from + 1 then return count end
+    k = from - 1
+  end
+  return count
+end
+
+-- Many escaped quotes: with every escape pair masked, the first quote left closes the
+-- string. No backslash escapes the byte at `from`.
+local function masked_closing_quote(s, from)
+  local size = SLICE
+  while from <= #s do
+    local chunk = sub(s, from, from + size - 1)
+    charge(STEP + #chunk)
+    local masked = gsub(chunk, '\\.', '\1\1')
+    local q = find(masked, '"', 1, true)
+    if q then return from + q - 1 end
+    if from + #chunk > #s then return nil end
+    from = from + #chunk
+    if byte(masked, #masked) == 92 then from = from - 1 end -- a pair the chunk cut in two
+    size = size * 2
+  end
+  return nil
+end
+
+-- s:byte(i) is a quote: the index of the quote that closes the string, or nil. Only the
+-- quotes are looked at (memchr-fast); the text between is checked later, once per turn.
+local function closing_quote(s, i)
+  local from, escaped = i + 1, 0
+  while true do
+    charge(STEP)
+    local q = find(s, '"', from, true)
+    if not q then return nil end
+    if byte(s, q - 1) ~= 92 or backslashes_before(s, q, from) % 2 == 0 then return q end
+    escaped = escaped + 1
+    from = q + 1
+    if escaped == 32 then return masked_closing_quote(s, from) end
+  end
+end
+
+-- The strings of the candidate turn, as pairs of quote indexes, checked once it parses.
+local strings = {}
+
+local function end_of_string(s, i)
+  local q = closing_quote(s, i)
+  if not q then return nil end
+  strings[#strings + 1] = i
+  strings[#strings + 1] = q
+  return q + 1
+end
+
 local simple_escapes = { [34] = '"', [92] = '\\', [47] = '/', [98] = '\b', [102] = '\f',
   [110] = '\n', [114] = '\r', [116] = '\t' }
 
--- s:byte(i) is a quote: the index after the string's closing quote, or nil.
-local function end_of_string(s, i)
-  i = i + 1
-  while true do
-    local _, e = find(s, '^[^"\\%z\1-\31]*', i)
-    local c = byte(s, e + 1)
-    if c == 34 then return e + 2 end
-    if c ~= 92 then return nil end -- a control character, or the end of the value
-    local escaped = byte(s, e + 2)
-    if escaped == 117 then
-      if not find(s, '^%x%x%x%x', e + 3) then return nil end
-      i = e + 7
-    elseif simple_escapes[escaped] then
-      i = e + 3
+-- The text between a string's quotes holds only valid escapes. It holds no control
+-- character (checked before), so '\1' can stand for an escape that was checked.
+local function valid_escapes(text)
+  local p, count = find(text, '\\', 1, true), 0
+  while p do
+    charge(STEP)
+    local c = byte(text, p + 1)
+    if simple_escapes[c] then
+      p = p + 2
+    elseif c == 117 and find(text, '^%x%x%x%x', p + 2) then
+      p = p + 6
     else
-      return nil
+      return false
     end
+    count = count + 1
+    if count == 32 then -- dense escapes: the rest in bulk, from an escape's start
+      local rest = sub(text, p)
+      charge(2 * #rest)
+      rest = gsub(rest, '\\[\\"/bfnrt]', '\1')
+      rest = gsub(rest, '\\u%x%x%x%x', '\1')
+      return not find(rest, '\\', 1, true)
+    end
+    p = find(text, '\\', p, true)
   end
+  return true
+end
+
+local CONTROLS = {} -- control characters JSON allows nowhere (tab, LF and CR: outside strings)
+for code = 0, 31 do
+  if code ~= 9 and code ~= 10 and code ~= 13 then CONTROLS[#CONTROLS + 1] = string.char(code) end
+end
+
+-- The strings of the turn s[first..last] hold no control character and only valid escapes.
+local function valid_strings(s, first, last)
+  local turn = sub(s, first, last)
+  charge(STEP * #CONTROLS + #turn / 8)
+  for _, control in ipairs(CONTROLS) do
+    if find(turn, control, 1, true) then return false end
+  end
+  local spaced = find(turn, '\t', 1, true) or find(turn, '\n', 1, true) or find(turn, '\r', 1, true)
+  local escaped = find(turn, '\\', 1, true)
+  if not spaced and not escaped then return true end
+  for k = 1, #strings, 2 do
+    charge(STEP)
+    local text = sub(s, strings[k] + 1, strings[k + 1] - 1)
+    if spaced and (find(text, '\t', 1, true) or find(text, '\n', 1, true) or find(text, '\r', 1, true)) then
+      return false
+    end
+    if escaped and find(text, '\\', 1, true) and not valid_escapes(text) then return false end
+  end
+  return true
 end
 
 -- The text of a string that can only matter if it is short and ASCII (a key or a
 -- role): escapes of ASCII characters resolved, anything else made unmatchable.
 local function ascii_text(s, i, j)
+  if j - i - 2 > 64 then return '' end
   local raw = sub(s, i + 1, j - 2)
   if not find(raw, '\\', 1, true) then return raw end
-  if #raw > 64 then return '' end
   raw = raw:gsub('\\u(%x%x%x%x)', function(hex)
     local code = tonumber(hex, 16)
     return code < 128 and string.char(code) or '\0'
@@ -83,14 +211,30 @@ local function ascii_text(s, i, j)
 end
 
 local function end_of_number(s, i)
-  local _, e = find(s, '^%-?%d+', i)
-  if not e or find(s, '^%-?0%d', i) then return nil end
-  local _, f = find(s, '^%.%d+', e + 1)
-  if f then e = f end
-  _, f = find(s, '^[eE][-+]?%d+', e + 1)
-  if f then e = f end
-  return e + 1
+  local j = i
+  if byte(s, j) == 45 then j = j + 1 end
+  local first = byte(s, j)
+  if not first or first < 48 or first > 57 then return nil end
+  local e = span(s, j, DIGITS)
+  if first == 48 and e > j + 1 then return nil end
+  if byte(s, e) == 46 then
+    local f = span(s, e + 1, DIGITS)
+    if f == e + 1 then return nil end
+    e = f
+  end
+  local c = byte(s, e)
+  if c == 101 or c == 69 then
+    local k = e + 1
+    c = byte(s, k)
+    if c == 43 or c == 45 then k = k + 1 end
+    local f = span(s, k, DIGITS)
+    if f == k then return nil end
+    e = f
+  end
+  return e
 end
+
+local literals = { [116] = 'true', [102] = 'false', [110] = 'null' }
 
 local end_of_value
 
@@ -98,6 +242,7 @@ local function end_of_members(s, i, depth, close, keyed)
   i = skip_space(s, i + 1)
   if byte(s, i) == close then return i + 1 end
   while true do
+    charge(STEP)
     if keyed then
       if byte(s, i) ~= 34 then return nil end
       i = end_of_string(s, i)
@@ -124,8 +269,10 @@ end_of_value = function(s, i, depth)
     if depth >= MAX_DEPTH then return nil end
     return end_of_members(s, i, depth + 1, c + 2, c == 123)
   end
-  for _, literal in ipairs({ 'true', 'false', 'null' }) do
-    if find(s, '^' .. literal, i) then return i + #literal end
+  local literal = literals[c]
+  if literal then
+    if sub(s, i, i + #literal - 1) == literal then return i + #literal end
+    return nil
   end
   return end_of_number(s, i)
 end
@@ -136,12 +283,14 @@ local function valid_timestamp(text)
   return n ~= nil and n == math.floor(n) and n >= 0 and n <= MAX_SAFE_INTEGER
 end
 
--- s:byte(i) is '{': the index after the object if it is a valid turn, else nil.
--- As with JSON.parse, a repeated key keeps its last value; only that one must be valid.
+-- s:byte(i) is '{': the index after the object if it is a valid turn, else nil (its
+-- strings' text is checked by valid_strings). As with JSON.parse, a repeated key keeps
+-- its last value; only that one must be valid.
 local function end_of_turn(s, i)
   local valid = {}
   i = skip_space(s, i + 1)
   while true do
+    charge(STEP)
     if byte(s, i) ~= 34 then return nil end
     local name_end = end_of_string(s, i)
     if not name_end then return nil end
@@ -172,79 +321,119 @@ local function end_of_turn(s, i)
   end
 end
 
--- Where new turns go: the indexes of the array's opening and closing brackets and whether
--- the array is empty, or nil when the value is not, at its ends, a JSON array of turns.
-local function append_point(s)
-  local _, open = find(s, '^[ \t\n\r]*%[')
-  if not open then return nil end
-  local close = skip_space_back(s, #s)
-  if close <= open or byte(s, close) ~= 93 then return nil end
-  local last = skip_space_back(s, close - 1)
-  if last == open then return open, close, true end
-  if byte(s, last) ~= 125 then return nil end
-  -- The last turn starts at a '{' after ',' (or the opening bracket) and parses as a
-  -- turn ending exactly at `last`. In valid JSON a '{' inside a string is never
-  -- followed by a parse that ends there, so the window only has to hold that turn.
-  -- Candidates are tried from the end, so the last turn is usually the first tried.
-  local window = 1024
-  while true do
-    local from = math.max(open + 1, last - window)
-    local starts, count = {}, 0
-    local start = find(s, '{', from, true)
-    while start and start < last do
-      count = count + 1
-      starts[count] = start
-      start = find(s, '{', start + 1, true)
-    end
-    for k = count, 1, -1 do
-      start = starts[k]
-      local before = skip_space_back(s, start - 1)
-      if (byte(s, before) == 44 or before == open) and end_of_turn(s, start) == last + 1 then
-        return open, close, false
+-- Whether the turn ending at `last` starts at `start`: a '{' after ',' (or after the
+-- array's opening bracket: `open` when the head was read, else any '[') that parses as a
+-- valid turn ending exactly there.
+local function starts_last_turn(s, start, last, open)
+  local before = skip_space_back(s, start - 1)
+  local c = byte(s, before)
+  if c ~= 44 and not (open and before == open) and not (not open and c == 91) then return false end
+  strings = {}
+  return end_of_turn(s, start) == last + 1 and valid_strings(s, start, last)
+end
+
+-- The turn that ends at `last` begins at a '{'. In valid JSON a '{' inside a string never
+-- parses to end there, so only the bytes the turn spans matter. Candidates are tried from
+-- the end, so the last turn is usually the first tried: first '{"' (JSON.stringify's
+-- layout; inside a string a quote is escaped, so '{"' only occurs where a string ends
+-- with '{'), then any other '{' (spaced layouts), near the end and then in all of `s`.
+local function has_last_turn(s, last, open)
+  local floor = open and open + 1 or 1
+  local near = math.max(floor, last - 1024)
+  local starts = {}
+  for _, stage in ipairs({ { near, last }, { floor, near } }) do
+    local from, to = stage[1], stage[2]
+    for _, needle in ipairs({ '{"', '{' }) do
+      local count = 0
+      local at = find(s, needle, from, true)
+      while at and at < to do
+        charge(STEP)
+        if needle == '{"' or byte(s, at + 1) ~= 34 then
+          count = count + 1
+          starts[count] = at
+        end
+        at = find(s, needle, at + 1, true)
+      end
+      for k = count, 1, -1 do
+        if starts_last_turn(s, starts[k], last, open) then return true end
       end
     end
-    if from == open + 1 then return nil end
-    window = window * 4
   end
+  return false
+end
+
+-- Where new turns go, for a value whose last bytes are `s` (all of it when `whole`): the
+-- index of the array's opening bracket (false when not read), of its closing bracket, and
+-- whether the array is empty. Nil when the value is not, at its ends, a JSON array of
+-- turns; WIDEN when the bytes read cannot tell.
+local function append_point(s, whole)
+  local open = false
+  if whole then
+    open = skip_space(s, 1)
+    if byte(s, open) ~= 91 then return nil end
+  end
+  local close = skip_space_back(s, #s)
+  if byte(s, close) ~= 93 or (whole and close <= open) then return nil end
+  local last = skip_space_back(s, close - 1)
+  if whole and last == open then return open, close, true end
+  local c = byte(s, last)
+  if c == 125 and has_last_turn(s, last, open) then return open, close, false end
+  if whole or (c ~= 125 and c ~= 91 and last >= 1) then return nil end
+  return WIDEN
 end
 
 local key, ttl, max_bytes = KEYS[1], ARGV[1], tonumber(ARGV[2])
 
-local value = redis.call('GET', key)
-local created = not value
-local head, close, empty
+local value = redis.call('GETRANGE', key, -WINDOW, -1)
+local short = #value < WINDOW -- the whole value ('' for a missing key)
+local length = #value
+if not short then length = redis.call('STRLEN', key) end
+local created = value == '' -- or an empty string, which is not a session: SET NX tells
+local open, close, empty
 if created then
-  value, head, close, empty = '[]', 1, 2, true
+  value, open, close, empty = '[]', 1, 2, true
 else
-  head, close, empty = append_point(value)
-  if not head then return { 'not_a_session', 0 } end
+  local widest = math.max(WIDEST, max_bytes)
+  while true do
+    local ok, found, found_close, found_empty = pcall(append_point, value, #value == length)
+    if not ok then
+      if found == TOO_MUCH then return { 'not_a_session', 0 } end
+      error(found, 0)
+    end
+    if found ~= WIDEN then
+      if found == nil then return { 'not_a_session', 0 } end
+      open, close, empty = found, found_close, found_empty
+      break
+    end
+    if #value >= widest then return { 'not_a_session', 0 } end
+    value = redis.call('GETRANGE', key, -math.min(8 * #value, widest), -1)
+  end
 end
+local whole = #value == length
 
 -- Equal turns are found by a plain search for their exact text: the needle starts
 -- with '{"', which cannot occur inside an encoded string (quotes there are escaped),
 -- so a match is always a whole, equal turn in the layout JSON.stringify writes.
-local added = {}
-local pending = ''
+-- Turns of this batch are kept in tables: a string grown turn by turn would be copied
+-- again for every turn.
+local added, added_texts, added_stamps = {}, {}, {}
 local reply = { 'saved', created and 1 or 0 }
-local stored_any = false
 for n = 3, #ARGV, 3 do
   local prefix, stamp, mode = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2]
   local text = prefix .. format('%.0f', stamp) .. '}'
   local state = 1
   if mode == 'keep' then
     local at = find(value, text, 1, true)
-    if at or find(pending, text, 1, true) then
-      state = (at == head + 1) and 2 or 0
+    if at or added_texts[text] then
+      state = (open and at == open + 1) and 2 or 0
     end
   else
-    local taken = {}
-    for _, haystack in ipairs({ value, pending }) do
-      local at = find(haystack, prefix, 1, true)
-      while at do
-        local _, e, digits = find(haystack, '^(%d+)}', at + #prefix)
-        if digits then taken[tonumber(digits)] = true end
-        at = find(haystack, prefix, (e or at) + 1, true)
-      end
+    local taken = added_stamps[prefix] or {}
+    local at = find(value, prefix, 1, true)
+    while at do
+      local _, e, digits = find(value, '^(%d+)}', at + #prefix)
+      if digits then taken[tonumber(digits)] = true end
+      at = find(value, prefix, (e or at) + 1, true)
     end
     while taken[stamp] do stamp = stamp + 1 end
     if stamp > MAX_SAFE_INTEGER then return redis.error_reply('ERR timestamp out of range') end
@@ -252,20 +441,36 @@ for n = 3, #ARGV, 3 do
   end
   if state == 1 then
     added[#added + 1] = text
-    pending = pending .. text
-    stored_any = true
+    added_texts[text] = true
+    added_stamps[prefix] = added_stamps[prefix] or {}
+    added_stamps[prefix][stamp] = true
   end
   reply[#reply + 1] = stamp
   reply[#reply + 1] = state
 end
 
-if not stored_any then
+if #added == 0 then
   if not created then redis.call('EXPIRE', key, ttl) end
   return reply
 end
 
-local body = table.concat(added, ',')
-local separator = empty and '' or ','
-if (close - 1) + #separator + #body + 1 > max_bytes then return { 'session_full', 0 } end
-redis.call('SET', key, sub(value, 1, close - 1) .. separator .. body .. ']', 'EX', ttl)
+local tail = (empty and '' or ',') .. table.concat(added, ',') .. ']'
+if created then
+  if #tail + 1 > max_bytes then return { 'session_full', 0 } end
+  if not redis.call('SET', key, '[' .. tail, 'EX', ttl, 'NX') then return { 'not_a_session', 0 } end
+  return reply
+end
+-- The closing bracket's offset in the stored value, counted from 0.
+local at = length - #value + close - 1
+-- A value rewritten whole loses its trailing spaces; one extended in place keeps those
+-- the new turns do not cover.
+if (short and at + #tail or math.max(length, at + #tail)) > max_bytes then
+  return { 'session_full', 0 }
+end
+if short then
+  redis.call('SET', key, sub(value, 1, close - 1) .. tail, 'EX', ttl)
+else
+  redis.call('SETRANGE', key, at, tail)
+  redis.call('EXPIRE', key, ttl)
+end
 return reply
