@@ -41,11 +41,15 @@ local MAX_SAFE_INTEGER = 9007199254740991
 local MAX_DEPTH = 200 -- nesting of values under a repeated key before we give up
 local WINDOW = 32768 -- bytes read from the value's end; retries are recognised within them
 local WIDEST = 1048576 -- a last turn longer than this (or than the size limit) is not looked for
-local WORK = 400000 -- units (about a byte read by a Lua pattern each) a value's check may use
-local STEP = 16 -- the units of one step of the scanner (a Lua call or two)
+-- The check's work is counted in units of about 10 ns of Valkey's Lua: a step of the
+-- scanner (a few Lua calls) is STEP, a byte a pattern reads 2 or 3.
+local WORK = 600000
+local STEP = 40
 local SLICE = 256 -- runs of spaces, digits and backslashes are read this many bytes at a time
 
-local work = WORK
+local MAX_TRIES = 64 -- candidates for the last turn's start that may fail before we give up
+
+local work, tries = WORK, 0
 local TOO_MUCH = {} -- raised when the check has used its WORK
 local WIDEN = {} -- the last turn may begin before the bytes read
 
@@ -59,7 +63,7 @@ end
 local function span(s, i, pattern)
   while true do
     local _, e = find(sub(s, i, i + SLICE - 1), pattern)
-    charge(STEP + e)
+    charge(STEP + 3 * e)
     if e < SLICE then return i + e end
     i = i + SLICE
   end
@@ -75,77 +79,73 @@ end
 
 local function skip_space_back(s, i)
   local c = byte(s, i)
-  while c == 32 or c == 9 or c == 10 or c == 13 do
-    charge(2)
-    i = i - 1
-    c = byte(s, i)
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return i end
+  while i >= 1 do
+    local _, e = find(reverse(sub(s, math.max(1, i - SLICE + 1), i)), SPACE)
+    charge(STEP + 3 * e)
+    i = i - e
+    if e < SLICE then return i end
   end
   return i
 end
 
--- How many backslashes end just before q, not counting any before `floor`.
-local function backslashes_before(s, q, floor)
-  local count, k = 0, q - 1
-  while k >= floor do
-    local from = math.max(floor, k - SLICE + 1)
-    local _, e = find(reverse(sub(s, from, k)), '^\\*')
-    charge(STEP + e)
-    count = count + e
-    if e < k - from + 1 then return count end
-    k = from - 1
-  end
-  return count
+-- Every escape JSON allows, as gsub would meet it in '\\.', and two bytes that stand for
+-- it: '\1\1' for a complete one, '\2\2' for '\u' (four hex digits must follow). An escape
+-- missing here keeps its backslash. Strings are masked only once their text is known to
+-- hold no control character, or when it will be checked for them (so '\1' and '\2' are free).
+local ESCAPES = { ['\\"'] = '\1\1', ['\\\\'] = '\1\1', ['\\/'] = '\1\1', ['\\b'] = '\1\1',
+  ['\\f'] = '\1\1', ['\\n'] = '\1\1', ['\\r'] = '\1\1', ['\\t'] = '\1\1', ['\\u'] = '\2\2' }
+
+-- `masked` (a string's text, its escapes masked) held only valid escapes.
+local function valid_masked(masked)
+  if find(masked, '\\', 1, true) then return false end
+  if not find(masked, '\2', 1, true) then return true end
+  charge(2 * #masked)
+  return not find(gsub(masked, '\2\2%x%x%x%x', ''), '\2', 1, true)
 end
 
--- Many escaped quotes: with every escape pair masked, the first quote left closes the
--- string. No backslash escapes the byte at `from`.
-local function masked_closing_quote(s, from)
-  local size = SLICE
-  while from <= #s do
-    local chunk = sub(s, from, from + size - 1)
-    charge(STEP + #chunk)
-    local masked = gsub(chunk, '\\.', '\1\1')
-    local q = find(masked, '"', 1, true)
-    if q then return from + q - 1 end
-    if from + #chunk > #s then return nil end
-    from = from + #chunk
-    if byte(masked, #masked) == 92 then from = from - 1 end -- a pair the chunk cut in two
-    size = size * 2
+-- Where a string may end at the latest: the end of the turn being checked.
+local scan_end = 0
+
+-- s:byte(i) is a quote: the index of the quote that closes the string and whether its
+-- escapes were checked, or nil. Without a backslash before the first quote, that quote
+-- closes it (memchr-fast; the text is checked once the turn parses). Else the escapes
+-- are masked, from the string's start: the first quote left closes it.
+local function closing_quote(s, i)
+  charge(STEP)
+  local q = find(s, '"', i + 1, true)
+  if not q or q > scan_end then return nil end
+  if byte(s, q - 1) ~= 92 then return q, false end
+  for _, to in ipairs({ math.min(i + SLICE, scan_end), scan_end }) do
+    local text = sub(s, i + 1, to)
+    charge(STEP + 2 * #text)
+    local masked = gsub(text, '\\.', ESCAPES)
+    q = find(masked, '"', 1, true)
+    if q then
+      if not valid_masked(sub(masked, 1, q - 1)) then return nil end
+      return i + q, true
+    end
   end
   return nil
 end
 
--- s:byte(i) is a quote: the index of the quote that closes the string, or nil. Only the
--- quotes are looked at (memchr-fast); the text between is checked later, once per turn.
-local function closing_quote(s, i)
-  local from, escaped = i + 1, 0
-  while true do
-    charge(STEP)
-    local q = find(s, '"', from, true)
-    if not q then return nil end
-    if byte(s, q - 1) ~= 92 or backslashes_before(s, q, from) % 2 == 0 then return q end
-    escaped = escaped + 1
-    from = q + 1
-    if escaped == 32 then return masked_closing_quote(s, from) end
-  end
-end
-
--- The strings of the candidate turn, as pairs of quote indexes, checked once it parses.
+-- The strings of the candidate turn, as (opening quote, closing quote, escapes checked),
+-- their text checked once the turn parses.
 local strings = {}
 
 local function end_of_string(s, i)
-  local q = closing_quote(s, i)
+  local q, checked = closing_quote(s, i)
   if not q then return nil end
-  strings[#strings + 1] = i
-  strings[#strings + 1] = q
+  local n = #strings
+  strings[n + 1], strings[n + 2], strings[n + 3] = i, q, checked
   return q + 1
 end
 
 local simple_escapes = { [34] = '"', [92] = '\\', [47] = '/', [98] = '\b', [102] = '\f',
   [110] = '\n', [114] = '\r', [116] = '\t' }
 
--- The text between a string's quotes holds only valid escapes. It holds no control
--- character (checked before), so '\1' can stand for an escape that was checked.
+-- The text between a string's quotes holds only valid escapes: one by one while they are
+-- few, the rest in bulk. It holds no control character (checked before).
 local function valid_escapes(text)
   local p, count = find(text, '\\', 1, true), 0
   while p do
@@ -162,37 +162,38 @@ local function valid_escapes(text)
     if count == 32 then -- dense escapes: the rest in bulk, from an escape's start
       local rest = sub(text, p)
       charge(2 * #rest)
-      rest = gsub(rest, '\\[\\"/bfnrt]', '\1')
-      rest = gsub(rest, '\\u%x%x%x%x', '\1')
-      return not find(rest, '\\', 1, true)
+      return valid_masked(gsub(rest, '\\.', ESCAPES))
     end
     p = find(text, '\\', p, true)
   end
   return true
 end
 
-local CONTROLS = {} -- control characters JSON allows nowhere (tab, LF and CR: outside strings)
-for code = 0, 31 do
-  if code ~= 9 and code ~= 10 and code ~= 13 then CONTROLS[#CONTROLS + 1] = string.char(code) end
-end
+-- Control characters JSON allows nowhere (tab, LF and CR: outside strings). Written out:
+-- building them costs more than the rest of a short save's setup.
+local CONTROLS = { '\0', '\1', '\2', '\3', '\4', '\5', '\6', '\7', '\8', '\11', '\12', '\14',
+  '\15', '\16', '\17', '\18', '\19', '\20', '\21', '\22', '\23', '\24', '\25', '\26', '\27',
+  '\28', '\29', '\30', '\31' }
 
 -- The strings of the turn s[first..last] hold no control character and only valid escapes.
 local function valid_strings(s, first, last)
   local turn = sub(s, first, last)
-  charge(STEP * #CONTROLS + #turn / 8)
+  charge(STEP * #CONTROLS + #turn / 4)
   for _, control in ipairs(CONTROLS) do
     if find(turn, control, 1, true) then return false end
   end
   local spaced = find(turn, '\t', 1, true) or find(turn, '\n', 1, true) or find(turn, '\r', 1, true)
   local escaped = find(turn, '\\', 1, true)
   if not spaced and not escaped then return true end
-  for k = 1, #strings, 2 do
+  for k = 1, #strings, 3 do
     charge(STEP)
     local text = sub(s, strings[k] + 1, strings[k + 1] - 1)
     if spaced and (find(text, '\t', 1, true) or find(text, '\n', 1, true) or find(text, '\r', 1, true)) then
       return false
     end
-    if escaped and find(text, '\\', 1, true) and not valid_escapes(text) then return false end
+    if escaped and not strings[k + 2] and find(text, '\\', 1, true) and not valid_escapes(text) then
+      return false
+    end
   end
   return true
 end
@@ -321,14 +322,15 @@ local function end_of_turn(s, i)
   end
 end
 
--- Whether the turn ending at `last` starts at `start`: a '{' after ',' (or after the
--- array's opening bracket: `open` when the head was read, else any '[') that parses as a
--- valid turn ending exactly there.
+-- Whether the turn ending at `last` starts at `start`: nil when `start` is not even a
+-- candidate, a '{' between ',' (or the array's opening bracket: `open` when the head was
+-- read, else any '[') and a quote; else whether it parses as a valid turn ending exactly there.
 local function starts_last_turn(s, start, last, open)
   local before = skip_space_back(s, start - 1)
   local c = byte(s, before)
-  if c ~= 44 and not (open and before == open) and not (not open and c == 91) then return false end
-  strings = {}
+  if c ~= 44 and not (open and before == open) and not (not open and c == 91) then return nil end
+  if byte(s, skip_space(s, start + 1)) ~= 34 then return nil end
+  strings, scan_end = {}, last
   return end_of_turn(s, start) == last + 1 and valid_strings(s, start, last)
 end
 
@@ -337,6 +339,7 @@ end
 -- the end, so the last turn is usually the first tried: first '{"' (JSON.stringify's
 -- layout; inside a string a quote is escaped, so '{"' only occurs where a string ends
 -- with '{'), then any other '{' (spaced layouts), near the end and then in all of `s`.
+-- After MAX_TRIES candidates that fail, the value is given up.
 local function has_last_turn(s, last, open)
   local floor = open and open + 1 or 1
   local near = math.max(floor, last - 1024)
@@ -355,7 +358,12 @@ local function has_last_turn(s, last, open)
         at = find(s, needle, at + 1, true)
       end
       for k = count, 1, -1 do
-        if starts_last_turn(s, starts[k], last, open) then return true end
+        local found = starts_last_turn(s, starts[k], last, open)
+        if found then return true end
+        if found == false then
+          tries = tries + 1
+          if tries > MAX_TRIES then error(TOO_MUCH) end
+        end
       end
     end
   end
