@@ -43,8 +43,8 @@ local WINDOW = 32768 -- bytes read from the value's end; retries are recognised 
 local WIDEST = 1048576 -- a last turn longer than this (or than the size limit) is not looked for
 -- The check's work is counted in units of about 10 ns of Valkey's Lua: a step of the
 -- scanner (a few Lua calls) is STEP, a byte a pattern reads 2 or 3.
-local WORK = 600000
-local STEP = 40
+local WORK = 1000000
+local STEP = 120
 local SLICE = 256 -- runs of spaces, digits and backslashes are read this many bytes at a time
 
 local MAX_TRIES = 64 -- candidates for the last turn's start that may fail before we give up
@@ -211,15 +211,24 @@ local function ascii_text(s, i, j)
   return (raw:gsub('\\(.)', function(c) return simple_escapes[byte(c)] or '\0' end))
 end
 
+-- The index after the digits from i. JSON.parse reads numbers of any length; a run of
+-- more than SLICE digits, which no writer of turns produces, gives the value up.
+local function end_of_digits(s, i)
+  local _, e = find(sub(s, i, i + SLICE), DIGITS)
+  charge(STEP + 3 * e)
+  if e > SLICE then error(TOO_MUCH) end
+  return i + e
+end
+
 local function end_of_number(s, i)
   local j = i
   if byte(s, j) == 45 then j = j + 1 end
   local first = byte(s, j)
   if not first or first < 48 or first > 57 then return nil end
-  local e = span(s, j, DIGITS)
+  local e = end_of_digits(s, j)
   if first == 48 and e > j + 1 then return nil end
   if byte(s, e) == 46 then
-    local f = span(s, e + 1, DIGITS)
+    local f = end_of_digits(s, e + 1)
     if f == e + 1 then return nil end
     e = f
   end
@@ -228,7 +237,7 @@ local function end_of_number(s, i)
     local k = e + 1
     c = byte(s, k)
     if c == 43 or c == 45 then k = k + 1 end
-    local f = span(s, k, DIGITS)
+    local f = end_of_digits(s, k)
     if f == k then return nil end
     e = f
   end
