@@ -48,8 +48,11 @@ local STEP = 120
 local SLICE = 256 -- runs of spaces, digits and backslashes are read this many bytes at a time
 
 local MAX_TRIES = 64 -- candidates for the last turn's start that may fail before we give up
+-- Values inside arrays and objects under a repeated key (which JSON.parse discards, and
+-- JSON.stringify never writes) that the check reads before it gives up.
+local MAX_NESTED = 1000
 
-local work, tries = WORK, 0
+local work, tries, nested = WORK, 0, 0
 local TOO_MUCH = {} -- raised when the check has used its WORK
 local WIDEN = {} -- the last turn may begin before the bytes read
 
@@ -253,6 +256,8 @@ local function end_of_members(s, i, depth, close, keyed)
   if byte(s, i) == close then return i + 1 end
   while true do
     charge(STEP)
+    nested = nested + 1
+    if nested > MAX_NESTED then error(TOO_MUCH) end
     if keyed then
       if byte(s, i) ~= 34 then return nil end
       i = end_of_string(s, i)
