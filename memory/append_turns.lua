@@ -21,18 +21,23 @@
 -- A save reads the value's last WINDOW bytes (GETRANGE). A value shorter than that is
 -- read whole: the save checks that it opens a JSON array, and rewrites it (SET … EX).
 -- A longer one is extended in place: STRLEN, SETRANGE over the closing bracket, EXPIRE.
+-- Its head is not read: a value that ends with ']' after a valid turn is, if it is JSON
+-- at all, an array, and one broken before its last turn is appended to by design.
 -- Either way the value must end with ']' after a complete, valid last turn (or be an
 -- empty array); the new turns go after it without touching a byte before the bracket,
 -- and a value that fails the check is left exactly as it is, TTL included. Equal turns
 -- (retries, server-stamp collisions) are looked for in the bytes read: the newest
 -- WINDOW bytes, or more when the last turn is longer than that. A last turn that does
--- not fit the window widens it (one GETRANGE more each time, ×8).
+-- not fit the window widens it, ×8 each time (one GETRANGE more), up to WIDEST or the
+-- size limit, whichever is larger.
 --
--- Billed commands on Upstash, the EVALSHA included: 3 for a value shorter than WINDOW,
--- 5 for a longer one, plus one per widening. cjson is not documented there, hence the
--- scanner. Its work is bounded whatever the value holds: every step and every byte read
--- by a pattern is charged to WORK, and a value whose check needs more is left alone
--- and answered 'not_a_session'.
+-- Billed commands on Upstash, the EVALSHA included: 3 for a value shorter than WINDOW;
+-- for a longer one 5 (4 when nothing is written), plus one per widening. cjson is not
+-- documented there, hence the scanner. Its work is bounded whatever the value holds:
+-- each step and each byte a pattern reads is charged to WORK, and a value whose check
+-- needs more (or more than MAX_TRIES candidates for its last turn's start, MAX_NESTED
+-- values under repeated keys, a run of more than SLICE digits) is left alone and
+-- answered 'not_a_session'.
 
 local find, byte, sub, format, gsub, reverse = string.find, string.byte, string.sub, string.format,
   string.gsub, string.reverse
@@ -431,7 +436,6 @@ else
     value = redis.call('GETRANGE', key, -math.min(8 * #value, widest), -1)
   end
 end
-local whole = #value == length
 
 -- Equal turns are found by a plain search for their exact text: the needle starts
 -- with '{"', which cannot occur inside an encoded string (quotes there are escaped),
