@@ -1,5 +1,5 @@
 -- Appends turns to a session stored as a JSON array of {role, content, timestamp},
--- atomically, reading only the value's two ends.
+-- atomically, reading only the value's tail.
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  TTL in seconds, reset by every save
@@ -18,63 +18,200 @@
 --   state    1 stored; 0 an equal turn was already there (nothing stored for it);
 --            2 likewise, and that turn is the session's first
 --
--- The work is proportional to the new turns and the stored value's last turn, plus
--- one plain (memchr-speed) search of the value for equal turns: the value's middle is
--- never parsed. A save checks that the value opens a JSON array and ends with a
--- complete, valid turn (or is an empty array), and appends after it without touching
--- a byte before its closing bracket. Anything else is left exactly as it is.
+-- A save reads the value's last WINDOW bytes (GETRANGE). A value shorter than that is
+-- read whole: the save checks that it opens a JSON array, and rewrites it (SET … EX).
+-- A longer one is extended in place: STRLEN, SETRANGE over the closing bracket, EXPIRE.
+-- Its head is not read: a value that ends with ']' after a valid turn is, if it is JSON
+-- at all, an array, and one broken before its last turn is appended to by design.
+-- Either way the value must end with ']' after a complete, valid last turn (or be an
+-- empty array); the new turns go after it without touching a byte before the bracket,
+-- and a value that fails the check is left exactly as it is, TTL included. Equal turns
+-- (retries, server-stamp collisions) are looked for in the bytes read: the newest
+-- WINDOW bytes, or more when the last turn is longer than that. A last turn that does
+-- not fit the window widens it, ×8 each time (one GETRANGE more), up to WIDEST or the
+-- size limit, whichever is larger.
 --
--- At most two redis.call()s run (GET, then SET or EXPIRE), so a save is billed as at
--- most three commands on Upstash. cjson is not documented there, hence the scanner.
+-- Billed commands on Upstash, the EVALSHA included: 3 for a value shorter than WINDOW;
+-- for a longer one 5 (4 when nothing is written), plus one per widening. cjson is not
+-- documented there, hence the scanner. Its work is bounded whatever the value holds:
+-- each step and each byte a pattern reads is charged to WORK, and a value whose check
+-- needs more (or more than MAX_TRIES candidates for its last turn's start, MAX_NESTED
+-- values under repeated keys, a run of more than SLICE digits) is left alone and
+-- answered 'not_a_session'.
 
-local find, byte, sub, format = string.find, string.byte, string.sub, string.format
+local find, byte, sub, format, gsub, reverse = string.find, string.byte, string.sub, string.format,
+  string.gsub, string.reverse
 
 local MAX_SAFE_INTEGER = 9007199254740991
 local MAX_DEPTH = 200 -- nesting of values under a repeated key before we give up
+local WINDOW = 32768 -- bytes read from the value's end; retries are recognised within them
+local WIDEST = 1048576 -- a last turn longer than this (or than the size limit) is not looked for
+-- The check's work is counted in units of about 10 ns of Valkey's Lua: a step of the
+-- scanner (a few Lua calls) is STEP, a byte a pattern reads 2 or 3.
+local WORK = 1000000
+local STEP = 120
+local SLICE = 256 -- runs of spaces, digits and backslashes are read this many bytes at a time
+
+local MAX_TRIES = 64 -- candidates for the last turn's start that may fail before we give up
+-- Values inside arrays and objects under a repeated key (which JSON.parse discards, and
+-- JSON.stringify never writes) that the check reads before it gives up.
+local MAX_NESTED = 1000
+
+local work, tries, nested = WORK, 0, 0
+local TOO_MUCH = {} -- raised when the check has used its WORK
+local WIDEN = {} -- the last turn may begin before the bytes read
+
+local function charge(units)
+  work = work - units
+  if work < 0 then error(TOO_MUCH) end
+end
+
+-- The index after the run of characters that `pattern` ('^[…]*') matches from i, read a
+-- slice at a time so that a long run is paid for as it is read.
+local function span(s, i, pattern)
+  while true do
+    local _, e = find(sub(s, i, i + SLICE - 1), pattern)
+    charge(STEP + 3 * e)
+    if e < SLICE then return i + e end
+    i = i + SLICE
+  end
+end
+
+local SPACE, DIGITS = '^[ \t\n\r]*', '^%d*'
 
 local function skip_space(s, i)
-  local _, e = find(s, '^[ \t\n\r]*', i)
-  return e + 1
+  local c = byte(s, i)
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return i end
+  return span(s, i, SPACE)
 end
 
 local function skip_space_back(s, i)
   local c = byte(s, i)
-  while c == 32 or c == 9 or c == 10 or c == 13 do
-    i = i - 1
-    c = byte(s, i)
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return i end
+  while i >= 1 do
+    local _, e = find(reverse(sub(s, math.max(1, i - SLICE + 1), i)), SPACE)
+    charge(STEP + 3 * e)
+    i = i - e
+    if e < SLICE then return i end
   end
   return i
+end
+
+-- Every escape JSON allows, as gsub would meet it in '\\.', and two bytes that stand for
+-- it: '\1\1' for a complete one, '\2\2' for '\u' (four hex digits must follow). An escape
+-- missing here keeps its backslash. Strings are masked only once their text is known to
+-- hold no control character, or when it will be checked for them (so '\1' and '\2' are free).
+local ESCAPES = { ['\\"'] = '\1\1', ['\\\\'] = '\1\1', ['\\/'] = '\1\1', ['\\b'] = '\1\1',
+  ['\\f'] = '\1\1', ['\\n'] = '\1\1', ['\\r'] = '\1\1', ['\\t'] = '\1\1', ['\\u'] = '\2\2' }
+
+-- `masked` (a string's text, its escapes masked) held only valid escapes.
+local function valid_masked(masked)
+  if find(masked, '\\', 1, true) then return false end
+  if not find(masked, '\2', 1, true) then return true end
+  charge(2 * #masked)
+  return not find(gsub(masked, '\2\2%x%x%x%x', ''), '\2', 1, true)
+end
+
+-- Where a string may end at the latest: the end of the turn being checked.
+local scan_end = 0
+
+-- s:byte(i) is a quote: the index of the quote that closes the string and whether its
+-- escapes were checked, or nil. Without a backslash before the first quote, that quote
+-- closes it (memchr-fast; the text is checked once the turn parses). Else the escapes
+-- are masked, from the string's start: the first quote left closes it.
+local function closing_quote(s, i)
+  charge(STEP)
+  local q = find(s, '"', i + 1, true)
+  if not q or q > scan_end then return nil end
+  if byte(s, q - 1) ~= 92 then return q, false end
+  for _, to in ipairs({ math.min(i + SLICE, scan_end), scan_end }) do
+    local text = sub(s, i + 1, to)
+    charge(STEP + 2 * #text)
+    local masked = gsub(text, '\\.', ESCAPES)
+    q = find(masked, '"', 1, true)
+    if q then
+      if not valid_masked(sub(masked, 1, q - 1)) then return nil end
+      return i + q, true
+    end
+  end
+  return nil
+end
+
+-- The strings of the candidate turn, as (opening quote, closing quote, escapes checked),
+-- their text checked once the turn parses.
+local strings = {}
+
+local function end_of_string(s, i)
+  local q, checked = closing_quote(s, i)
+  if not q then return nil end
+  local n = #strings
+  strings[n + 1], strings[n + 2], strings[n + 3] = i, q, checked
+  return q + 1
 end
 
 local simple_escapes = { [34] = '"', [92] = '\\', [47] = '/', [98] = '\b', [102] = '\f',
   [110] = '\n', [114] = '\r', [116] = '\t' }
 
--- s:byte(i) is a quote: the index after the string's closing quote, or nil.
-local function end_of_string(s, i)
-  i = i + 1
-  while true do
-    local _, e = find(s, '^[^"\\%z\1-\31]*', i)
-    local c = byte(s, e + 1)
-    if c == 34 then return e + 2 end
-    if c ~= 92 then return nil end -- a control character, or the end of the value
-    local escaped = byte(s, e + 2)
-    if escaped == 117 then
-      if not find(s, '^%x%x%x%x', e + 3) then return nil end
-      i = e + 7
-    elseif simple_escapes[escaped] then
-      i = e + 3
+-- The text between a string's quotes holds only valid escapes: one by one while they are
+-- few, the rest in bulk. It holds no control character (checked before).
+local function valid_escapes(text)
+  local p, count = find(text, '\\', 1, true), 0
+  while p do
+    charge(STEP)
+    local c = byte(text, p + 1)
+    if simple_escapes[c] then
+      p = p + 2
+    elseif c == 117 and find(text, '^%x%x%x%x', p + 2) then
+      p = p + 6
     else
-      return nil
+      return false
+    end
+    count = count + 1
+    if count == 32 then -- dense escapes: the rest in bulk, from an escape's start
+      local rest = sub(text, p)
+      charge(2 * #rest)
+      return valid_masked(gsub(rest, '\\.', ESCAPES))
+    end
+    p = find(text, '\\', p, true)
+  end
+  return true
+end
+
+-- Control characters JSON allows nowhere (tab, LF and CR: outside strings). Written out:
+-- building them costs more than the rest of a short save's setup.
+local CONTROLS = { '\0', '\1', '\2', '\3', '\4', '\5', '\6', '\7', '\8', '\11', '\12', '\14',
+  '\15', '\16', '\17', '\18', '\19', '\20', '\21', '\22', '\23', '\24', '\25', '\26', '\27',
+  '\28', '\29', '\30', '\31' }
+
+-- The strings of the turn s[first..last] hold no control character and only valid escapes.
+local function valid_strings(s, first, last)
+  local turn = sub(s, first, last)
+  charge(STEP * #CONTROLS + #turn / 4)
+  for _, control in ipairs(CONTROLS) do
+    if find(turn, control, 1, true) then return false end
+  end
+  local spaced = find(turn, '\t', 1, true) or find(turn, '\n', 1, true) or find(turn, '\r', 1, true)
+  local escaped = find(turn, '\\', 1, true)
+  if not spaced and not escaped then return true end
+  for k = 1, #strings, 3 do
+    charge(STEP)
+    local text = sub(s, strings[k] + 1, strings[k + 1] - 1)
+    if spaced and (find(text, '\t', 1, true) or find(text, '\n', 1, true) or find(text, '\r', 1, true)) then
+      return false
+    end
+    if escaped and not strings[k + 2] and find(text, '\\', 1, true) and not valid_escapes(text) then
+      return false
     end
   end
+  return true
 end
 
 -- The text of a string that can only matter if it is short and ASCII (a key or a
 -- role): escapes of ASCII characters resolved, anything else made unmatchable.
 local function ascii_text(s, i, j)
+  if j - i - 2 > 64 then return '' end
   local raw = sub(s, i + 1, j - 2)
   if not find(raw, '\\', 1, true) then return raw end
-  if #raw > 64 then return '' end
   raw = raw:gsub('\\u(%x%x%x%x)', function(hex)
     local code = tonumber(hex, 16)
     return code < 128 and string.char(code) or '\0'
@@ -82,15 +219,40 @@ local function ascii_text(s, i, j)
   return (raw:gsub('\\(.)', function(c) return simple_escapes[byte(c)] or '\0' end))
 end
 
-local function end_of_number(s, i)
-  local _, e = find(s, '^%-?%d+', i)
-  if not e or find(s, '^%-?0%d', i) then return nil end
-  local _, f = find(s, '^%.%d+', e + 1)
-  if f then e = f end
-  _, f = find(s, '^[eE][-+]?%d+', e + 1)
-  if f then e = f end
-  return e + 1
+-- The index after the digits from i. JSON.parse reads numbers of any length; a run of
+-- more than SLICE digits, which no writer of turns produces, gives the value up.
+local function end_of_digits(s, i)
+  local _, e = find(sub(s, i, i + SLICE), DIGITS)
+  charge(STEP + 3 * e)
+  if e > SLICE then error(TOO_MUCH) end
+  return i + e
 end
+
+local function end_of_number(s, i)
+  local j = i
+  if byte(s, j) == 45 then j = j + 1 end
+  local first = byte(s, j)
+  if not first or first < 48 or first > 57 then return nil end
+  local e = end_of_digits(s, j)
+  if first == 48 and e > j + 1 then return nil end
+  if byte(s, e) == 46 then
+    local f = end_of_digits(s, e + 1)
+    if f == e + 1 then return nil end
+    e = f
+  end
+  local c = byte(s, e)
+  if c == 101 or c == 69 then
+    local k = e + 1
+    c = byte(s, k)
+    if c == 43 or c == 45 then k = k + 1 end
+    local f = end_of_digits(s, k)
+    if f == k then return nil end
+    e = f
+  end
+  return e
+end
+
+local literals = { [116] = 'true', [102] = 'false', [110] = 'null' }
 
 local end_of_value
 
@@ -98,6 +260,9 @@ local function end_of_members(s, i, depth, close, keyed)
   i = skip_space(s, i + 1)
   if byte(s, i) == close then return i + 1 end
   while true do
+    charge(STEP)
+    nested = nested + 1
+    if nested > MAX_NESTED then error(TOO_MUCH) end
     if keyed then
       if byte(s, i) ~= 34 then return nil end
       i = end_of_string(s, i)
@@ -124,8 +289,10 @@ end_of_value = function(s, i, depth)
     if depth >= MAX_DEPTH then return nil end
     return end_of_members(s, i, depth + 1, c + 2, c == 123)
   end
-  for _, literal in ipairs({ 'true', 'false', 'null' }) do
-    if find(s, '^' .. literal, i) then return i + #literal end
+  local literal = literals[c]
+  if literal then
+    if sub(s, i, i + #literal - 1) == literal then return i + #literal end
+    return nil
   end
   return end_of_number(s, i)
 end
@@ -136,12 +303,14 @@ local function valid_timestamp(text)
   return n ~= nil and n == math.floor(n) and n >= 0 and n <= MAX_SAFE_INTEGER
 end
 
--- s:byte(i) is '{': the index after the object if it is a valid turn, else nil.
--- As with JSON.parse, a repeated key keeps its last value; only that one must be valid.
+-- s:byte(i) is '{': the index after the object if it is a valid turn, else nil (its
+-- strings' text is checked by valid_strings). As with JSON.parse, a repeated key keeps
+-- its last value; only that one must be valid.
 local function end_of_turn(s, i)
   local valid = {}
   i = skip_space(s, i + 1)
   while true do
+    charge(STEP)
     if byte(s, i) ~= 34 then return nil end
     local name_end = end_of_string(s, i)
     if not name_end then return nil end
@@ -172,79 +341,125 @@ local function end_of_turn(s, i)
   end
 end
 
--- Where new turns go: the indexes of the array's opening and closing brackets and whether
--- the array is empty, or nil when the value is not, at its ends, a JSON array of turns.
-local function append_point(s)
-  local _, open = find(s, '^[ \t\n\r]*%[')
-  if not open then return nil end
-  local close = skip_space_back(s, #s)
-  if close <= open or byte(s, close) ~= 93 then return nil end
-  local last = skip_space_back(s, close - 1)
-  if last == open then return open, close, true end
-  if byte(s, last) ~= 125 then return nil end
-  -- The last turn starts at a '{' after ',' (or the opening bracket) and parses as a
-  -- turn ending exactly at `last`. In valid JSON a '{' inside a string is never
-  -- followed by a parse that ends there, so the window only has to hold that turn.
-  -- Candidates are tried from the end, so the last turn is usually the first tried.
-  local window = 1024
-  while true do
-    local from = math.max(open + 1, last - window)
-    local starts, count = {}, 0
-    local start = find(s, '{', from, true)
-    while start and start < last do
-      count = count + 1
-      starts[count] = start
-      start = find(s, '{', start + 1, true)
-    end
-    for k = count, 1, -1 do
-      start = starts[k]
-      local before = skip_space_back(s, start - 1)
-      if (byte(s, before) == 44 or before == open) and end_of_turn(s, start) == last + 1 then
-        return open, close, false
+-- Whether the turn ending at `last` starts at `start`: nil when `start` is not even a
+-- candidate, a '{' between ',' (or the array's opening bracket: `open` when the head was
+-- read, else any '[') and a quote; else whether it parses as a valid turn ending exactly there.
+local function starts_last_turn(s, start, last, open)
+  local before = skip_space_back(s, start - 1)
+  local c = byte(s, before)
+  if c ~= 44 and not (open and before == open) and not (not open and c == 91) then return nil end
+  if byte(s, skip_space(s, start + 1)) ~= 34 then return nil end
+  strings, scan_end = {}, last
+  return end_of_turn(s, start) == last + 1 and valid_strings(s, start, last)
+end
+
+-- The turn that ends at `last` begins at a '{'. In valid JSON a '{' inside a string never
+-- parses to end there, so only the bytes the turn spans matter. Candidates are tried from
+-- the end, so the last turn is usually the first tried: first '{"' (JSON.stringify's
+-- layout; inside a string a quote is escaped, so '{"' only occurs where a string ends
+-- with '{'), then any other '{' (spaced layouts), near the end and then in all of `s`.
+-- After MAX_TRIES candidates that fail, the value is given up.
+local function has_last_turn(s, last, open)
+  local floor = open and open + 1 or 1
+  local near = math.max(floor, last - 1024)
+  local starts = {}
+  for _, stage in ipairs({ { near, last }, { floor, near } }) do
+    local from, to = stage[1], stage[2]
+    for _, needle in ipairs({ '{"', '{' }) do
+      local count = 0
+      local at = find(s, needle, from, true)
+      while at and at < to do
+        charge(STEP)
+        if needle == '{"' or byte(s, at + 1) ~= 34 then
+          count = count + 1
+          starts[count] = at
+        end
+        at = find(s, needle, at + 1, true)
+      end
+      for k = count, 1, -1 do
+        local found = starts_last_turn(s, starts[k], last, open)
+        if found then return true end
+        if found == false then
+          tries = tries + 1
+          if tries > MAX_TRIES then error(TOO_MUCH) end
+        end
       end
     end
-    if from == open + 1 then return nil end
-    window = window * 4
   end
+  return false
+end
+
+-- Where new turns go, for a value whose last bytes are `s` (all of it when `whole`): the
+-- index of the array's opening bracket (false when not read), of its closing bracket, and
+-- whether the array is empty. Nil when the value is not, at its ends, a JSON array of
+-- turns; WIDEN when the bytes read cannot tell.
+local function append_point(s, whole)
+  local open = false
+  if whole then
+    open = skip_space(s, 1)
+    if byte(s, open) ~= 91 then return nil end
+  end
+  local close = skip_space_back(s, #s)
+  if byte(s, close) ~= 93 or (whole and close <= open) then return nil end
+  local last = skip_space_back(s, close - 1)
+  if whole and last == open then return open, close, true end
+  local c = byte(s, last)
+  if c == 125 and has_last_turn(s, last, open) then return open, close, false end
+  if whole or (c ~= 125 and c ~= 91 and last >= 1) then return nil end
+  return WIDEN
 end
 
 local key, ttl, max_bytes = KEYS[1], ARGV[1], tonumber(ARGV[2])
 
-local value = redis.call('GET', key)
-local created = not value
-local head, close, empty
+local value = redis.call('GETRANGE', key, -WINDOW, -1)
+local short = #value < WINDOW -- the whole value ('' for a missing key)
+local length = #value
+if not short then length = redis.call('STRLEN', key) end
+local created = value == '' -- or an empty string, which is not a session: SET NX tells
+local open, close, empty
 if created then
-  value, head, close, empty = '[]', 1, 2, true
+  value, open, close, empty = '[]', 1, 2, true
 else
-  head, close, empty = append_point(value)
-  if not head then return { 'not_a_session', 0 } end
+  local widest = math.max(WIDEST, max_bytes)
+  while true do
+    local ok, found, found_close, found_empty = pcall(append_point, value, #value == length)
+    if not ok then
+      if found == TOO_MUCH then return { 'not_a_session', 0 } end
+      error(found, 0)
+    end
+    if found ~= WIDEN then
+      if found == nil then return { 'not_a_session', 0 } end
+      open, close, empty = found, found_close, found_empty
+      break
+    end
+    if #value >= widest then return { 'not_a_session', 0 } end
+    value = redis.call('GETRANGE', key, -math.min(8 * #value, widest), -1)
+  end
 end
 
 -- Equal turns are found by a plain search for their exact text: the needle starts
 -- with '{"', which cannot occur inside an encoded string (quotes there are escaped),
 -- so a match is always a whole, equal turn in the layout JSON.stringify writes.
-local added = {}
-local pending = ''
+-- Turns of this batch are kept in tables: a string grown turn by turn would be copied
+-- again for every turn.
+local added, added_texts, added_stamps = {}, {}, {}
 local reply = { 'saved', created and 1 or 0 }
-local stored_any = false
 for n = 3, #ARGV, 3 do
   local prefix, stamp, mode = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2]
   local text = prefix .. format('%.0f', stamp) .. '}'
   local state = 1
   if mode == 'keep' then
     local at = find(value, text, 1, true)
-    if at or find(pending, text, 1, true) then
-      state = (at == head + 1) and 2 or 0
+    if at or added_texts[text] then
+      state = (open and at == open + 1) and 2 or 0
     end
   else
-    local taken = {}
-    for _, haystack in ipairs({ value, pending }) do
-      local at = find(haystack, prefix, 1, true)
-      while at do
-        local _, e, digits = find(haystack, '^(%d+)}', at + #prefix)
-        if digits then taken[tonumber(digits)] = true end
-        at = find(haystack, prefix, (e or at) + 1, true)
-      end
+    local taken = added_stamps[prefix] or {}
+    local at = find(value, prefix, 1, true)
+    while at do
+      local _, e, digits = find(value, '^(%d+)}', at + #prefix)
+      if digits then taken[tonumber(digits)] = true end
+      at = find(value, prefix, (e or at) + 1, true)
     end
     while taken[stamp] do stamp = stamp + 1 end
     if stamp > MAX_SAFE_INTEGER then return redis.error_reply('ERR timestamp out of range') end
@@ -252,20 +467,36 @@ for n = 3, #ARGV, 3 do
   end
   if state == 1 then
     added[#added + 1] = text
-    pending = pending .. text
-    stored_any = true
+    added_texts[text] = true
+    added_stamps[prefix] = added_stamps[prefix] or {}
+    added_stamps[prefix][stamp] = true
   end
   reply[#reply + 1] = stamp
   reply[#reply + 1] = state
 end
 
-if not stored_any then
+if #added == 0 then
   if not created then redis.call('EXPIRE', key, ttl) end
   return reply
 end
 
-local body = table.concat(added, ',')
-local separator = empty and '' or ','
-if (close - 1) + #separator + #body + 1 > max_bytes then return { 'session_full', 0 } end
-redis.call('SET', key, sub(value, 1, close - 1) .. separator .. body .. ']', 'EX', ttl)
+local tail = (empty and '' or ',') .. table.concat(added, ',') .. ']'
+if created then
+  if #tail + 1 > max_bytes then return { 'session_full', 0 } end
+  if not redis.call('SET', key, '[' .. tail, 'EX', ttl, 'NX') then return { 'not_a_session', 0 } end
+  return reply
+end
+-- The closing bracket's offset in the stored value, counted from 0.
+local at = length - #value + close - 1
+-- A value rewritten whole loses its trailing spaces; one extended in place keeps those
+-- the new turns do not cover.
+if (short and at + #tail or math.max(length, at + #tail)) > max_bytes then
+  return { 'session_full', 0 }
+end
+if short then
+  redis.call('SET', key, sub(value, 1, close - 1) .. tail, 'EX', ttl)
+else
+  redis.call('SETRANGE', key, at, tail)
+  redis.call('EXPIRE', key, ttl)
+end
 return reply
