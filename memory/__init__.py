@@ -32,6 +32,7 @@ from memory.models import (
 from memory.rules import (
     MAX_BATCH_TURNS,
     MAX_SESSION_ID_CHARS,
+    RETRY_WINDOW_BYTES,
     SESSION_ID_CONSTRAINTS,
     SESSION_ID_RULE,
     check_session_id,
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_BATCH_TURNS",
     "MAX_SAFE_INTEGER",
     "MAX_SESSION_ID_CHARS",
+    "RETRY_WINDOW_BYTES",
     "SESSION_ID_CONSTRAINTS",
     "SESSION_ID_RULE",
     "Backend",

@@ -224,6 +224,9 @@ def _json_type(value: object) -> str:
 
 # A batch of more turns than this is refused: it would be one huge command and one long lock.
 MAX_BATCH_TURNS = 100
+# A retry is recognised while its turn lies within the newest this-many bytes of the stored
+# session: the append script reads no further back (its WINDOW). SQLite looks further.
+RETRY_WINDOW_BYTES = 32768
 
 # 'keep': the caller's timestamp, an equal stored turn is this one; 'move': the server's clock.
 TurnMode = Literal["keep", "move"]

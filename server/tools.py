@@ -18,6 +18,7 @@ from memory import (
     MAX_BATCH_TURNS,
     MAX_SAFE_INTEGER,
     MAX_SESSION_ID_CHARS,
+    RETRY_WINDOW_BYTES,
     SESSION_ID_CONSTRAINTS,
     NewTurn,
     Role,
@@ -151,8 +152,10 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "and its id returned; keep that id and pass it to every later call for this conversation. "
             f"A session lasts {expiry} after its last save. A retry is recognised only by its "
             "timestamp: saving the same role, content and timestamp again changes nothing, so to "
-            "retry a failed call, pass the timestamp it returned or its error reported. Calls "
-            "without a timestamp are never merged: two equal messages are two turns."
+            "retry a failed call, pass the timestamp it returned or its error reported. It is "
+            f"recognised while that turn is among the session's newest {RETRY_WINDOW_BYTES // 1024} KiB "
+            "(so retry soon, not after dozens of newer messages). Calls without a timestamp are "
+            "never merged: two equal messages are two turns."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
@@ -169,7 +172,8 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "save_turn's rules: with a timestamp, a turn equal to a saved one (same role, content "
             "and timestamp) is a retry and is not saved again; without one, the server's clock is "
             "used and equal messages are never merged. The result gives each turn's timestamp: "
-            "repeat those when retrying."
+            "repeat those when retrying, soon (a retry is recognised while its turns are among the "
+            f"session's newest {RETRY_WINDOW_BYTES // 1024} KiB)."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False

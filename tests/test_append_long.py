@@ -5,20 +5,30 @@ and keeps the script short whatever the stored value holds."""
 from __future__ import annotations
 
 import functools
+import re
+from importlib import resources
 
 import anyio
 import pytest
 import redis
 
 from localservers.raw import RawAccess, RedisRaw
-from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreConfig, open_store
-from memory.append_script import append_script
-from memory.codec import encode_session
+from memory import (
+    RETRY_WINDOW_BYTES,
+    ChatTurn,
+    CorruptSessionError,
+    NewTurn,
+    SessionStore,
+    StoreConfig,
+    open_store,
+)
+from memory.redis_store import append_script
+from memory.rules import encode_session
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
-WINDOW = 32768  # the bytes of a value's end that a save reads
+WINDOW = RETRY_WINDOW_BYTES  # the bytes of a value's end that a save reads
 MiB = 1024 * 1024
 
 
@@ -237,3 +247,11 @@ def test_an_equal_turn_counts_as_the_sessions_first_only_when_the_head_was_read(
     long_session = encode_session(filler(200))[:-1] + "," + first + "]"
     assert len(long_session.encode()) > WINDOW
     assert states(long_session) == [0]
+
+
+def test_the_retry_window_the_server_states_is_the_one_the_script_reads() -> None:
+    """Tool descriptions and docs quote RETRY_WINDOW_BYTES; the script must read exactly that much."""
+    source = resources.files("memory").joinpath("append_turns.lua").read_text(encoding="utf-8")
+    match = re.search(r"^local WINDOW = (\d+)", source, flags=re.MULTILINE)
+    assert match is not None, "the script no longer names its window WINDOW"
+    assert int(match[1]) == RETRY_WINDOW_BYTES

@@ -45,12 +45,12 @@ async def cost_of(
     return [r.path for r in gateway.records], redis_raw.billed_commands()
 
 
-async def test_save_is_one_round_trip_and_three_billed_commands(
+async def test_a_short_session_save_is_one_round_trip_and_three_billed_commands(
     upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
 ) -> None:
     for i in range(3):
         save = functools.partial(upstash.save_turn, "s1", turn(f"m{i}", i))
-        assert await cost_of(save, gateway, redis_raw) == (["/"], 3)  # EVALSHA + GET + SET
+        assert await cost_of(save, gateway, redis_raw) == (["/"], 3)  # EVALSHA + GETRANGE + SET
 
 
 async def test_duplicate_save_costs_no_more_than_a_new_one(
