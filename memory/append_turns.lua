@@ -396,7 +396,8 @@ end
 local function append_point(s, whole)
   local open = false
   if whole then
-    open = skip_space(s, 1)
+    -- A UTF-8 byte order mark: TextDecoder drops it before JSON.parse reads the rest.
+    open = skip_space(s, sub(s, 1, 3) == '\239\187\191' and 4 or 1)
     if byte(s, open) ~= 91 then return nil end
   end
   local close = skip_space_back(s, #s)

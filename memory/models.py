@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Role = Literal["user", "assistant"]
 
@@ -14,9 +14,11 @@ Role = Literal["user", "assistant"]
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def _encodable_as_utf8(content: str) -> str:
+def _encodable_as_utf8(content: str, info: ValidationInfo) -> str:
     # A lone surrogate (e.g. from a JSON "\ud800" escape) has no UTF-8 form,
     # so it could never be stored; refuse it here rather than at the store.
+    if info.mode == "json":
+        return content  # pydantic's JSON parser refuses lone surrogates itself
     try:
         content.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -3,6 +3,7 @@ and the planning of a save; `BaseStore` applies them before a backend's own work
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from pydantic import StringConstraints
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from memory.config import StoreConfig
 from memory.errors import (
@@ -145,7 +146,16 @@ def decode_session(value: str | bytes, session_id: str) -> list[ChatTurn]:
     a lone surrogate escape (`"\\ud800"`, which JSON.stringify writes for a broken emoji)
     reads as U+FFFD.
     """
+    try:
+        # The common case, a value JSON.stringify wrote, parsed and checked in one pass inside
+        # pydantic-core. It accepts nothing that JSON.parse reads otherwise (it refuses lone
+        # surrogates, invalid UTF-8, a BOM, `1e3` timestamps): those take the careful way below.
+        return _stored_session().validate_json(value)
+    except ValidationError:
+        pass
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte order mark: TextDecoder drops it before JSON.parse reads
     try:
         parsed = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -155,6 +165,11 @@ def decode_session(value: str | bytes, session_id: str) -> list[ChatTurn]:
     if not isinstance(parsed, list):
         raise corrupt(session_id, f"a JSON {_json_type(parsed)}, not an array")
     return [_turn(item, index, session_id) for index, item in enumerate(parsed)]
+
+
+@functools.cache
+def _stored_session() -> TypeAdapter[list[ChatTurn]]:
+    return TypeAdapter(list[ChatTurn])
 
 
 def decode_tail(text: str, session_id: str) -> list[ChatTurn] | None:

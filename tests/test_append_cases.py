@@ -122,6 +122,8 @@ async def test_an_equal_turn_in_another_layout_is_not_taken_for_a_retry(
         ('[{"\\u0072ole":"\\u0075ser","content":"x","timestamp":1}]', [stored("x", 1)]),
         ('[{"role":5,"content":"x","timestamp":1,"role":"assistant"}]', [stored("x", 1, "assistant")]),
         ('[{"role":"user","content":"\\"","timestamp":0 }]', [stored('"', 0)]),
+        # A byte order mark, which TextDecoder drops before JSON.parse reads.
+        ('\ufeff[{"role":"user","content":"x","timestamp":1}]', [stored("x", 1)]),
     ],
 )
 async def test_values_json_parse_reads_are_read_and_appended_to(
