@@ -37,6 +37,8 @@ _RESP_REPLY_PREFIXES = (b"+", b"-", b"$", b"*", b"%", b"_", b":")
 # Replies of a server that is up but cannot run commands just now; the command did not run.
 _BUSY_CODES = frozenset({"BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"})
 _AUTH_CODES = frozenset({"WRONGPASS", "NOAUTH", "NOPERM"})
+# Replies that are stored text, which may hold bytes that are not UTF-8.
+_TEXT_READS = frozenset({"GET", "GETRANGE"})
 # Anywhere in an Upstash error: proxies reword the replies.
 _UPSTASH_AUTH_MARKERS = (*_AUTH_CODES, "UNAUTHORIZED", "INVALID OR MISSING AUTH TOKEN")
 
@@ -69,15 +71,7 @@ class RedisAdapter:
         return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     async def tail(self, key: str, size: int) -> tuple[str, bool]:
-        data = await self.command("GETRANGE", key, -size, -1)
-        if not isinstance(data, bytes):
-            raise errors.unexpected_reply("GETRANGE", data)
-        whole = len(data) < size
-        # The window may start inside a UTF-8 sequence: skip its continuation bytes.
-        start = 0
-        while not whole and start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
-            start += 1
-        return data[start:].decode("utf-8", "replace"), whole
+        return window_text(await self.command("GETRANGE", key, -size, -1), size)
 
     def translate(self, exc: Exception) -> SessionMemoryError | None:
         # Replies are bytes, decoded here with "replace": no UnicodeDecodeError to map.
@@ -145,20 +139,18 @@ class UpstashAdapter:
         self._client = UpstashRedis(url=url, token=token, rest_retries=0, allow_telemetry=False)
 
     async def command(self, *args: Argument) -> object:
-        return await self._client.execute(list(args))
+        try:
+            return await self._client.execute(list(args))
+        except UnicodeDecodeError as exc:
+            # The client decodes every reply as strict UTF-8, where the TypeScript layer's
+            # TextDecoder replaces what is not UTF-8, and a tail window may start inside a
+            # character. The reply's bytes are in the error: read them as Redis replies are.
+            if args and args[0] in _TEXT_READS and isinstance(exc.object, bytes):
+                return exc.object
+            raise
 
     async def tail(self, key: str, size: int) -> tuple[str, bool]:
-        # The client decodes every reply as strict UTF-8: a window that starts inside a
-        # character fails, and one starting a byte later (at most three) does not.
-        for skip in range(4):
-            try:
-                data = await self.command("GETRANGE", key, -(size - skip), -1)
-            except UnicodeDecodeError:
-                continue
-            if not isinstance(data, str):
-                raise errors.unexpected_reply("GETRANGE", data)
-            return data, len(data.encode("utf-8")) < size - skip
-        raise errors.not_utf8()
+        return window_text(await self.command("GETRANGE", key, -size, -1), size)
 
     def translate(self, exc: Exception) -> SessionMemoryError | None:
         if isinstance(exc, UnicodeDecodeError):  # the client decodes every reply as strict UTF-8
@@ -200,6 +192,23 @@ class UpstashAdapter:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def window_text(data: object, size: int) -> tuple[str, bool]:
+    """A GETRANGE reply of `size` bytes at most as text, and whether it is the whole value.
+
+    A window cut from a longer value may start inside a UTF-8 sequence: its continuation bytes
+    are skipped. Bytes that are not UTF-8 read as U+FFFD, as TextDecoder reads them.
+    """
+    if isinstance(data, str):  # upstash-redis decoded it: the window started on a character
+        return data, len(data) < size and len(data.encode("utf-8")) < size
+    if not isinstance(data, bytes):
+        raise errors.unexpected_reply("GETRANGE", data)
+    whole = len(data) < size
+    start = 0
+    while not whole and start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
+        start += 1
+    return data[start:].decode("utf-8", "replace"), whole
 
 
 def unreachable(exc: Exception, what: str, variable: str) -> StoreSettingsError | StoreUnavailableError:

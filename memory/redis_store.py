@@ -40,8 +40,10 @@ T = TypeVar("T")
 
 # A first guess at a stored turn's size, in bytes, until this store has seen some.
 _INITIAL_TURN_BYTES = 512
-# A tail window holds this much more than the turns asked for, so that one read suffices.
+# A tail window holds this much more than the turns asked for, so that one read suffices,
+# and at least this many bytes: cheap, and it absorbs turns far larger than the average.
 _WINDOW_MARGIN = 1.25
+_MIN_WINDOW = 4096
 
 # Upstash runs a script under its global lock unless the script's first line says it
 # touches only the keys it is given; Redis and Valkey refuse the flag.
@@ -102,6 +104,9 @@ class RedisStore(BaseStore):
         self.adapter = adapter
         self.backend = adapter.backend
         self._turn_bytes = float(_INITIAL_TURN_BYTES)
+        # The most a turn this server accepts can take as stored: JSON.stringify writes a
+        # character in at most 6 bytes (a \u00XX escape), plus the keys, role and timestamp.
+        self._largest_turn_bytes = 6 * config.max_content_chars + 64
 
     @property
     def location(self) -> str:
@@ -221,24 +226,27 @@ class RedisStore(BaseStore):
         return await self.adapter.command("EVAL", script.source, 1, key, *arguments)
 
     async def _read_tail(self, key: str, session_id: str, last: int) -> list[ChatTurn] | None:
-        """The newest `last` turns from a window at the value's end, widened while too short.
+        """The newest `last` turns from a window at the value's end: one GETRANGE, at most two.
 
-        None when the window cannot be read on its own: the caller then reads the value
-        whole, which reports a corrupt one with its position.
+        The first window is sized from the turns this store has seen. When it holds fewer than
+        `last` turns, the second is sized so that the missing ones fit even at the largest size
+        a turn this server accepts can take. None when a window cannot be read on its own (or a
+        foreign turn is larger still): the caller then reads the value whole, which reports a
+        corrupt one with its position.
         """
-        size = int(last * self._turn_bytes * _WINDOW_MARGIN) + 64
-        while True:
+        size = max(_MIN_WINDOW, int(last * self._turn_bytes * _WINDOW_MARGIN) + 64)
+        for attempt in range(2):
             window, whole = await self._call(functools.partial(self.adapter.tail, key, size))
             if whole and not window:
                 return []  # no such key, as GET would say
             turns = decode_session(window, session_id) if whole else decode_tail(window, session_id)
-            if turns is None:
-                return None
-            if turns:
+            if turns and attempt == 0:
                 self._learn_turn_bytes(len(window.encode("utf-8")), len(turns))
-            if whole or len(turns) >= last:
+            if turns is not None and (whole or len(turns) >= last):
                 return turns[-last:]
-            size = max(2 * size, int(last * self._turn_bytes * _WINDOW_MARGIN) + 64)
+            # Too few turns, or none that starts in the window (it lies inside one large turn).
+            size += (last - len(turns or ()) + 1) * self._largest_turn_bytes
+        return None
 
     def _learn_turn_bytes(self, total_bytes: int, count: int) -> None:
         # A moving average: recent sessions matter more than old ones.

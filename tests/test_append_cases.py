@@ -332,3 +332,22 @@ async def test_last_on_turns_quoting_json_reads_only_the_tail(
             assert [t.timestamp for t in turns] == list(range(400 - last, 400))
             stats = redis_raw.client.info("commandstats")
             assert "cmdstat_get" not in stats, f"last={last} fell back to reading the whole value"
+
+
+@pytest.mark.parametrize("backend", ["redis", "upstash"])
+async def test_last_costs_one_getrange_and_two_when_the_newest_turn_outgrows_the_window(
+    backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
+) -> None:
+    async with open_store(make_settings(backend, max_session_bytes=4 * 1024 * 1024)) as store:
+        await store.save_turns("s1", [turn("m" * 500, i) for i in range(100)])
+        redis_raw.reset_billing()
+        assert [t.timestamp for t in await store.get_session("s1", last=20)] == list(range(80, 100))
+        assert redis_raw.billed_commands() == 1
+        await store.save_turn("s1", turn("€" * 90_000, 100))  # 270 kB, far past any window
+        for last in (1, 2, 20):
+            redis_raw.reset_billing()
+            turns = await store.get_session("s1", last=last)
+            assert [t.timestamp for t in turns] == list(range(101 - last, 101))
+            stats = redis_raw.client.info("commandstats")
+            assert "cmdstat_get" not in stats, f"last={last} fell back to reading the whole value"
+            assert redis_raw.billed_commands() <= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import pytest
 
@@ -12,13 +13,13 @@ from localservers.gateway import Fault, UpstashGateway
 from localservers.raw import RedisRaw
 from memory import (
     ChatTurn,
-    CorruptSessionError,
     NewTurn,
     SessionStore,
     StoreAuthError,
     StoreUnavailableError,
     open_store,
 )
+from memory.redis_store import RedisStore
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -171,16 +172,29 @@ async def test_unreachable_store_is_not_confused_with_a_missing_session(
 
 
 @pytest.mark.parametrize("last", [None, 1])
-async def test_a_value_that_is_not_utf8_is_reported_and_left_alone(
+async def test_bytes_that_are_not_utf8_read_as_replacement_characters_as_on_redis(
     upstash: SessionStore, redis_raw: RedisRaw, key_prefix: str, last: int | None
 ) -> None:
-    # The REST client decodes every reply as strict UTF-8; Redis itself stores any bytes.
+    # The REST client decodes every reply as strict UTF-8; TextDecoder, like Redis reads, replaces.
     key = f"{key_prefix}session:s1"
     value = b'[{"role":"user","content":"\xff\xfe","timestamp":1}]'
     redis_raw.set(key, value)
-    with pytest.raises(CorruptSessionError, match=r"^the value stored at the session key is not UTF-8 text"):
-        await upstash.get_session("s1", last=last)
+    assert await upstash.get_session("s1", last=last) == [turn("\ufffd\ufffd", 1)]
     assert redis_raw.get(key) == value
+
+
+async def test_a_window_cut_inside_a_character_is_read_in_one_getrange(
+    upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw, key_prefix: str
+) -> None:
+    # Three-byte characters: two windows in three start inside one, which the client cannot decode.
+    key = f"{key_prefix}session:s1"
+    redis_raw.set(key, "€" * 100)
+    adapter = cast(RedisStore, upstash).adapter
+    for size in (30, 31, 32):
+        gateway.records.clear()
+        text, whole = await adapter.tail(key, size)
+        assert (text, whole) == ("€" * (size // 3), False)
+        assert len(gateway.records) == 1
 
 
 async def test_location_is_the_endpoint_url(upstash: SessionStore, gateway: UpstashGateway) -> None:
