@@ -21,6 +21,7 @@ from memory import (
     open_store,
 )
 from memory.redis_store import append_script
+from memory.rules import encode_session
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +38,13 @@ def stored(content: str, timestamp: int, role: str = "user") -> ChatTurn:
 # -- identity ---------------------------------------------------------------------------
 
 
-async def test_concurrent_equal_saves_without_a_timestamp_are_all_kept(store: SessionStore) -> None:
+@pytest.mark.parametrize("stored_turns", [0, 2000], ids=["new-session", "long-session"])
+async def test_concurrent_equal_saves_without_a_timestamp_are_all_kept(
+    store: SessionStore, raw: RawAccess, key_prefix: str, stored_turns: int
+) -> None:
+    if stored_turns:  # past the append's 32 KiB window: the session is extended in place
+        filler = [stored("m" * 500, i) for i in range(stored_turns)]
+        raw.set(f"{key_prefix}session:s1", encode_session(filler))
     results = []
 
     async def save() -> None:
@@ -46,8 +53,8 @@ async def test_concurrent_equal_saves_without_a_timestamp_are_all_kept(store: Se
     async with anyio.create_task_group() as group:
         for _ in range(100):
             group.start_soon(save)
-    turns = await store.get_session("s1")
-    assert len(turns) == 100
+    turns = (await store.get_session("s1"))[stored_turns:]
+    assert [t.content for t in turns] == ["ok"] * 100
     assert all(result.stored for result in results)
     assert sorted(t.timestamp for t in turns) == sorted(result.timestamp for result in results)
     assert len({t.timestamp for t in turns}) == 100

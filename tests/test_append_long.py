@@ -8,7 +8,6 @@ import functools
 import re
 from importlib import resources
 
-import anyio
 import pytest
 import redis
 
@@ -70,27 +69,6 @@ async def test_a_retry_after_50_turns_of_a_5000_turn_session_stores_nothing(
     turns = await store.get_session("s1")
     assert len(turns) == 5051
     assert [t.content for t in turns].count("the question") == 1
-
-
-async def test_concurrent_equal_saves_without_a_timestamp_keep_every_turn_of_a_long_session(
-    store: SessionStore, raw: RawAccess, key_prefix: str
-) -> None:
-    # test_append_cases holds the same test on a new session.
-    stored_turns = 2000
-    raw.set(f"{key_prefix}session:s1", encode_session(filler(stored_turns)))
-    results = []
-
-    async def save() -> None:
-        results.append(await store.save_turn("s1", turn("ok", None)))
-
-    async with anyio.create_task_group() as group:
-        for _ in range(100):
-            group.start_soon(save)
-    turns = (await store.get_session("s1"))[stored_turns:]
-    assert all(result.stored for result in results)
-    assert [t.content for t in turns] == ["ok"] * 100
-    assert sorted(t.timestamp for t in turns) == sorted(result.timestamp for result in results)
-    assert len({t.timestamp for t in turns}) == 100
 
 
 async def test_a_long_session_is_extended_without_rewriting_a_byte_before_its_end(

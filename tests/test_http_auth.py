@@ -35,6 +35,18 @@ def tokens_file(directory: Path, text: str) -> Path:
     return path
 
 
+def start_with_tokens_file(directory: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    """The console script over HTTP with this tokens file, for a file that must stop it."""
+    return subprocess.run(
+        [CONSOLE_SCRIPT, "--transport", "http", "--port", "1"],
+        env=child_env(SQLITE_PATH=str(directory / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
+        capture_output=True,
+        text=True,
+        timeout=START_PATIENCE_SECONDS,
+        check=False,
+    )
+
+
 def stored_keys(database: Path) -> list[str]:
     # sqlite3's own context manager only commits; closing() is what closes the connection.
     with contextlib.closing(sqlite3.connect(database)) as connection:
@@ -183,14 +195,7 @@ def test_a_half_written_tokens_file_is_not_taken_and_the_clients_stay(
 
 def test_a_tokens_file_without_its_end_line_stops_startup_naming_the_rule(tmp_path: Path) -> None:
     path = tokens_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n")
-    finished = subprocess.run(
-        [CONSOLE_SCRIPT, "--transport", "http", "--port", "1"],
-        env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
-        capture_output=True,
-        text=True,
-        timeout=START_PATIENCE_SECONDS,
-        check=False,
-    )
+    finished = start_with_tokens_file(tmp_path, path)
     assert finished.returncode != 0
     assert f"MCP_TOKENS_FILE {path}: incomplete: its last non-empty line must be '# end'" in finished.stderr
     assert ALICE not in finished.stderr
@@ -200,14 +205,7 @@ def test_a_tokens_file_without_its_end_line_stops_startup_naming_the_rule(tmp_pa
 
 def test_a_malformed_tokens_file_stops_startup_naming_the_line_not_the_token(tmp_path: Path) -> None:
     path = tokens_file(tmp_path, f"alice:{ALICE}\n# fine\nbob:short-secret\n# end\n")
-    finished = subprocess.run(
-        [CONSOLE_SCRIPT, "--transport", "http", "--port", "1"],
-        env=child_env(SQLITE_PATH=str(tmp_path / "s.sqlite3"), MCP_TOKENS_FILE=str(path)),
-        capture_output=True,
-        text=True,
-        timeout=START_PATIENCE_SECONDS,
-        check=False,
-    )
+    finished = start_with_tokens_file(tmp_path, path)
     assert finished.returncode != 0
     assert "line 3: a token is 16 or more characters" in finished.stderr
     assert "short-secret" not in finished.stderr
