@@ -118,8 +118,7 @@ async def test_a_save_is_three_billed_commands_below_the_window_and_at_most_five
     billed: list[int],
 ) -> None:
     redis_raw.set(f"{key_prefix}session:s1", encode_session(filler(stored_turns)))
-    store = await open_store(make_settings(backend, max_session_bytes=16 * MiB))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=16 * MiB)) as store:
         await store.save_turn("warm", turn("up"))
         counted = []
         for save in (
@@ -132,23 +131,18 @@ async def test_a_save_is_three_billed_commands_below_the_window_and_at_most_five
             await save()
             counted.append(redis_raw.billed_commands())
         assert counted == billed
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.parametrize("backend", ["redis", "upstash"])
 async def test_a_last_turn_longer_than_the_window_costs_one_command_more(
     backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
 ) -> None:
-    store = await open_store(make_settings(backend, max_session_bytes=16 * MiB))
-    try:
+    async with open_store(make_settings(backend, max_session_bytes=16 * MiB)) as store:
         await store.save_turns("s1", [turn("before", 1), turn("x" * 100_000, 2)])
         redis_raw.reset_billing()
         assert (await store.save_turn("s1", turn("after", 3))).stored
         # EVALSHA, GETRANGE of 32 KiB, STRLEN, GETRANGE of 256 KiB, SETRANGE, EXPIRE
         assert redis_raw.billed_commands() == 6
-    finally:
-        await store.aclose()
 
 
 # -- the script's time ---------------------------------------------------------------------------
@@ -184,8 +178,7 @@ async def test_no_stored_value_keeps_the_script_busy(
     key = f"{key_prefix}session:s1"
     value = crafted_values()[name]
     redis_raw.set(key, value)
-    store = await open_store(make_settings("redis", max_session_bytes=16 * MiB))
-    try:
+    async with open_store(make_settings("redis", max_session_bytes=16 * MiB)) as store:
         await store.save_turn("warm", turn("up"))  # the script is cached: EVALSHA alone is timed
         redis_raw.reset_billing()
         try:
@@ -194,8 +187,6 @@ async def test_no_stored_value_keeps_the_script_busy(
             stored = False
             assert redis_raw.get(key) == value.encode(), "a refused save changed the value"
         stats = redis_raw.client.info("commandstats")
-    finally:
-        await store.aclose()
     # Valkey's own measure of the script, nested commands included; the bound is generous
     # (a loaded machine), the figures are a few milliseconds.
     milliseconds = int(stats["cmdstat_evalsha"]["usec"]) / 1000
