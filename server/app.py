@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, GetPromptResult, InputRequiredResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
@@ -18,7 +21,7 @@ from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, NamedTokenV
 from server.http_edges import HostNames, HttpEdges, Origins
 from server.isolation import store_lookup
 from server.jwks import JwksCache
-from server.prompts import KnownPromptsServer, register_prompts
+from server.prompts import register_prompts, unknown_prompt
 from server.readiness import ReadinessProbe
 from server.resources import register_resources
 from server.settings import Settings
@@ -88,9 +91,46 @@ def http_auth(settings: Settings, base_url: str) -> HttpAuth | None:
     )
 
 
+class StrictServer(MCPServer[Any]):
+    """An MCPServer that refuses what it does not know, saying what it knows instead.
+
+    An unknown prompt name is invalid params (-32602), as an unknown resource URI is; the SDK
+    would answer "Internal server error" and log a traceback. A tool argument the tool does not
+    declare is refused too; the SDK would drop it, and a misspelt `timestamp` would then turn a
+    retry into a second turn.
+    """
+
+    _declared: dict[str, frozenset[str]] | None = None
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        known = sorted(prompt.name for prompt in await self.list_prompts())
+        if name not in known:
+            raise unknown_prompt(name, known)
+        return await super().get_prompt(name, arguments, context)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self._declared is None:  # the tools are all registered before the first call
+            self._declared = {
+                tool.name: frozenset(tool.input_schema.get("properties", {}))
+                for tool in await self.list_tools()
+            }
+        declared = self._declared.get(name)
+        unknown = sorted(set(arguments) - declared) if declared is not None else []
+        if unknown:
+            raise ToolError(
+                f"Invalid arguments: {name} has no argument {', '.join(map(repr, unknown))}; "
+                f"its arguments are {', '.join(sorted(declared or ()))}"
+            )
+        return await super().call_tool(name, arguments, context)
+
+
 def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | None = None) -> MCPServer:
     """The MCP server over an open store; with `auth`, /mcp needs a bearer token."""
-    server = KnownPromptsServer(
+    server = StrictServer(
         SERVER_NAME,
         title="Session memory",
         instructions=INSTRUCTIONS,

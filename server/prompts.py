@@ -6,10 +6,10 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Message, Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
+from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from memory import ChatTurn, check_session_id
@@ -20,6 +20,7 @@ from server.wording import ttl_words
 RESUME_PROMPT = "resume_conversation"
 GUIDE_PROMPT = "remember_conversation"
 
+_MOST_DIGITS = 18
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
 # Prompt arguments travel as strings and host UIs show these descriptions next to the fields.
@@ -59,19 +60,6 @@ class StrictPrompt(Prompt):
         return await super().render(arguments, context)
 
 
-class KnownPromptsServer(MCPServer[Any]):
-    """An MCPServer that answers an unknown prompt name with invalid params (-32602), as it does
-    an unknown resource URI; the SDK would answer "Internal server error" and log a traceback."""
-
-    async def get_prompt(
-        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
-    ) -> GetPromptResult | InputRequiredResult:
-        known = sorted(prompt.name for prompt in await self.list_prompts())
-        if name not in known:
-            raise unknown_prompt(name, known)
-        return await super().get_prompt(name, arguments, context)
-
-
 def unknown_prompt(name: str, known: Sequence[str]) -> MCPError:
     return MCPError(
         code=INVALID_PARAMS,
@@ -88,11 +76,14 @@ def parse_last(text: str | None) -> int | None:
     """`last` from its string form: a whole number of 1 or more; empty or absent means all turns."""
     if text is None or not text.strip():
         return None
-    if not _WHOLE_NUMBER.fullmatch(text.strip()) or int(text) < 1:
+    digits = text.strip().lstrip("0")
+    if not _WHOLE_NUMBER.fullmatch(text.strip()) or not digits:
         raise invalid_argument(
-            f"last must be a whole number of 1 or more (got {text!r}); leave it empty for all turns"
+            f"last must be a whole number of 1 or more (got {text[:40]!r}); leave it empty for all turns"
         )
-    return int(text)
+    # More turns than any session holds means all of them, as for get_session; int() of a few
+    # thousand digits would raise instead.
+    return int(digits) if len(digits) <= _MOST_DIGITS else 10**_MOST_DIGITS
 
 
 def optional_session_id(text: str | None) -> str | None:

@@ -45,13 +45,14 @@ async def prompt_error(client: Client, name: str, arguments: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [(None, None), ("", None), ("  ", None), ("1", 1), (" 12 ", 12)]
+    ("text", "expected"),
+    [(None, None), ("", None), ("  ", None), ("1", 1), (" 12 ", 12), ("007", 7), ("9" * 5000, 10**18)],
 )
 def test_parse_last_reads_a_whole_number_or_nothing(text: str | None, expected: int | None) -> None:
     assert parse_last(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "+2", "1.5", "abc", "3 turns", "1e3", "٣"])
+@pytest.mark.parametrize("text", ["0", "000", "-1", "+2", "1.5", "abc", "3 turns", "1e3", "٣"])
 def test_parse_last_refuses_anything_but_a_positive_whole_number(text: str) -> None:
     with pytest.raises(MCPError) as caught:
         parse_last(text)

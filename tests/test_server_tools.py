@@ -142,6 +142,17 @@ async def test_content_too_large_is_a_tool_error(client: Client) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_misspelt_argument_is_refused_so_a_retry_is_not_stored_twice(client: Client) -> None:
+    arguments = {"session_id": "typo", "role": "user", "content": "x", "timestmap": 1764000000000}
+    for _ in range(2):
+        refused = await client.call_tool("save_turn", arguments)
+        assert refused.is_error
+        assert "save_turn has no argument 'timestmap'; its arguments are" in error_text(refused)
+        assert "timestamp" in error_text(refused)
+    assert structured(await client.call_tool("get_session", {"session_id": "typo"}))["turns"] == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_role_outside_the_enum_is_a_tool_error(client: Client) -> None:
     text = error_text(
         await client.call_tool("save_turn", {"session_id": "c", "role": "system", "content": "x"})
