@@ -32,6 +32,7 @@ from bench.baseline import Command
 from bench.data import TTL_SECONDS, new_turns, turn_json
 from bench.environment import BenchEnvironment
 from localservers.delay_proxy import delayed
+from localservers.redis_server import RedisServer
 from memory import ChatTurn, open_store, session_key
 
 FLOOR_SCRIPT = """
@@ -103,41 +104,56 @@ async def _slowlog_us(client: aioredis.Redis) -> int:
 
 
 async def valkey_time(env: BenchEnvironment, lengths: tuple[int, ...], saves: int) -> list[ValkeyTime]:
-    """Median Valkey time per save (one turn), ours and the floors interleaved one of each per round."""
+    """Median Valkey time per save (one turn), ours and the floors interleaved one of each per round.
+
+    Ours, the floor script and the list each run in a Valkey of their own: scripts share one
+    Lua VM per server, and the floor's garbage (two copies of the whole value a save) would
+    otherwise be collected during whichever script ran next.
+    """
+    floor_server, list_server = RedisServer().start(), RedisServer().start()
     client = aioredis.Redis(port=env.redis.port)
+    floor_client = aioredis.Redis(port=floor_server.port)
+    list_client = aioredis.Redis(port=list_server.port)
+    clients = (client, floor_client, list_client)
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     store = await open_store(env.settings("redis", key_prefix=prefix))
-    floors = await _Floors.load(client)
-    await client.config_set("slowlog-log-slower-than", 0)
-    await client.config_set("slowlog-max-len", 1024)
+    floors = await _Floors.load(floor_client)
+    lists = await _Floors.load(list_client)
+    for each in clients:
+        await each.config_set("slowlog-log-slower-than", 0)
+        await each.config_set("slowlog-max-len", 1024)
     results = []
     try:
         await store.save_turn("warm-up", new_turns(0, 1)[0])
         for turns in lengths:
             names = ("ours", "floor", "plain", "list")
             keys = {name: session_key(prefix, f"{name}-{turns}") for name in names}
-            plans: dict[str, Op] = {
-                OURS_TURN: functools.partial(ours_save, store, f"ours-{turns}"),
-                FLOOR_LUA: functools.partial(floors.floor_lua, keys["floor"]),
-                GET_SET: functools.partial(floors.get_set, keys["plain"]),
-                RPUSH_LUA: functools.partial(floors.rpush_lua, keys["list"]),
+            served_by = {"ours": client, "floor": floor_client, "plain": list_client, "list": list_client}
+            plans: dict[str, tuple[aioredis.Redis, Op]] = {
+                OURS_TURN: (client, functools.partial(ours_save, store, f"ours-{turns}")),
+                FLOOR_LUA: (floor_client, functools.partial(floors.floor_lua, keys["floor"])),
+                GET_SET: (list_client, functools.partial(lists.get_set, keys["plain"])),
+                RPUSH_LUA: (list_client, functools.partial(lists.rpush_lua, keys["list"])),
             }
             samples: dict[str, list[int]] = {name: [] for name in plans}
             for i in range(saves):
                 if i % _RESET_EVERY == 0:
                     for name, key in keys.items():
-                        await store_session(client, key, turns, as_list=name == "list")
+                        await store_session(served_by[name], key, turns, as_list=name == "list")
                 turn = new_turns(i, 1)
-                for name, op in plans.items():
-                    await client.slowlog_reset()
+                for name, (server_client, op) in plans.items():
+                    await server_client.slowlog_reset()
                     await op(turn)
-                    samples[name].append(await _slowlog_us(client))
+                    samples[name].append(await _slowlog_us(server_client))
             results.append(ValkeyTime(turns, {k: float(statistics.median(v)) for k, v in samples.items()}))
     finally:
         await client.config_set("slowlog-log-slower-than", 10_000)
         await client.config_set("slowlog-max-len", 128)
         await store.aclose()
-        await client.aclose()
+        for each in clients:
+            await each.aclose()
+        floor_server.stop()
+        list_server.stop()
     return results
 
 
