@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, GetPromptResult, InputRequiredResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
+from pydantic import AnyUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
@@ -110,6 +116,15 @@ class StrictServer(MCPServer[Any]):
             raise unknown_prompt(name, known)
         return await super().get_prompt(name, arguments, context)
 
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        # The SDK decodes a template's value leniently: "%ZZ" would stay as text and "%FF" become
+        # U+FFFD, so two URIs could name one session. An id is percent-encoded UTF-8, or nothing.
+        if problem := percent_encoding_problem(str(uri)):
+            raise MCPError(code=INVALID_PARAMS, message=f"Invalid session id: the URI {problem}")
+        return await super().read_resource(uri, context)
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
@@ -126,6 +141,23 @@ class StrictServer(MCPServer[Any]):
                 f"its arguments are {', '.join(sorted(declared or ()))}"
             )
         return await super().call_tool(name, arguments, context)
+
+
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def percent_encoding_problem(uri: str) -> str | None:
+    """What is wrong with a URI's percent-encoding, or None: each % starts two hex digits, and
+    the bytes they encode are UTF-8."""
+    if "%" not in uri:
+        return None
+    if _PERCENT_ESCAPE.sub("", uri).count("%"):
+        return "has a '%' that does not start an escape of two hex digits (write '%25' for '%')"
+    try:
+        unquote_to_bytes(uri).decode("utf-8")
+    except UnicodeDecodeError:
+        return "percent-encodes bytes that are not UTF-8 text"
+    return None
 
 
 def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | None = None) -> MCPServer:

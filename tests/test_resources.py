@@ -207,6 +207,9 @@ async def test_an_unknown_session_reads_as_empty(client: Client) -> None:
         ("session://zero%E2%80%8Bwidth/markdown", "(U+200B)"),
         ("session://nul%00byte", "(U+0000)"),
         (f"session://{'x' * 129}", "129 characters long"),
+        # The SDK would read these as "a%ZZ" and "a\ufffd": two URIs for one session, or a typo.
+        ("session://a%ZZ", "does not start an escape of two hex digits"),
+        ("session://a%FF/markdown", "percent-encodes bytes that are not UTF-8 text"),
     ],
 )
 async def test_an_invalid_id_is_invalid_params_saying_why(client: Client, uri: str, detail: str) -> None:
