@@ -269,15 +269,7 @@ def exits_quickly_naming(
     A setting refused before the store is asked (`checks_the_store=False`) involves no network
     and no deadline: the test then proves that no check ran instead.
     """
-    finished = subprocess.run(
-        [CONSOLE_SCRIPT, "--log-level", "DEBUG"],
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=START_PATIENCE_SECONDS,
-        check=False,
-    )
+    finished = run_once("--log-level", "DEBUG", env=env)
     stderr = finished.stderr
     assert finished.returncode != 0, stderr
     if checks_the_store:
