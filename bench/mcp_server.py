@@ -19,7 +19,16 @@ from typing import Any, cast
 from mcp.server.mcpserver import MCPServer
 
 from bench.data import filler_turns
-from memory import BatchSaveResult, ChatTurn, NewTurn, SaveResult, SessionStore, TurnOutcome, now_ms
+from memory import (
+    BatchSaveResult,
+    ChatTurn,
+    NewTurn,
+    SaveResult,
+    SessionStore,
+    TurnOutcome,
+    new_save_id,
+    now_ms,
+)
 from server import cli
 from server.app import HttpAuth, build_server
 from server.settings import Settings
@@ -46,14 +55,20 @@ class NoopStore:
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
         return (await self.save_turns(session_id, [turn])).single()
 
-    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
+    async def save_turns(
+        self, session_id: str, turns: Sequence[ChatTurn | NewTurn], call_id: str | None = None
+    ) -> BatchSaveResult:
         now = now_ms()
         outcomes = [
             TurnOutcome(timestamp=now if turn.timestamp is None else turn.timestamp, stored=True)
             for turn in turns
         ]
         return BatchSaveResult(
-            session_id=session_id, new_session=False, turns=outcomes, expires_at=now + self._ttl_ms
+            session_id=session_id,
+            id=call_id or new_save_id(),
+            new_session=False,
+            turns=outcomes,
+            expires_at=now + self._ttl_ms,
         )
 
     async def delete_session(self, session_id: str) -> bool:

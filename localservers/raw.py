@@ -79,9 +79,9 @@ class SQLiteRaw:
             if not connection.execute("SELECT 1 FROM conversations WHERE key = ?", (key,)).fetchone():
                 return None
             rows = connection.execute(
-                "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
+                "SELECT role, content, timestamp, id FROM turns WHERE key = ? ORDER BY seq", (key,)
             ).fetchall()
-        turns = [ChatTurn(role=role, content=content, timestamp=ts) for role, content, ts in rows]
+        turns = [ChatTurn(role=role, content=content, timestamp=ts, id=id) for role, content, ts, id in rows]
         return encode_session(turns).encode()
 
     def set(self, key: str, value: bytes | str, ttl_seconds: int = 604800) -> None:

@@ -11,6 +11,7 @@ from memory.errors import (
     CorruptSessionError,
     InvalidRequestError,
     InvalidSessionIdError,
+    SessionDeletedError,
     SessionFullError,
     SessionMemoryError,
     StoreAuthError,
@@ -20,6 +21,9 @@ from memory.errors import (
     TurnTooLargeError,
 )
 from memory.models import (
+    ID_PATTERN,
+    ID_RULE,
+    MAX_ID_CHARS,
     MAX_SAFE_INTEGER,
     BatchSaveResult,
     ChatTurn,
@@ -36,13 +40,17 @@ from memory.rules import (
     SESSION_ID_CONSTRAINTS,
     SESSION_ID_RULE,
     check_session_id,
+    new_save_id,
     new_session_id,
     now_ms,
     session_key,
 )
 
 __all__ = [
+    "ID_PATTERN",
+    "ID_RULE",
     "MAX_BATCH_TURNS",
+    "MAX_ID_CHARS",
     "MAX_SAFE_INTEGER",
     "MAX_SESSION_ID_CHARS",
     "RETRY_WINDOW_BYTES",
@@ -58,6 +66,7 @@ __all__ = [
     "NewTurn",
     "Role",
     "SaveResult",
+    "SessionDeletedError",
     "SessionFullError",
     "SessionMemoryError",
     "SessionStore",
@@ -69,6 +78,7 @@ __all__ = [
     "TurnOutcome",
     "TurnTooLargeError",
     "check_session_id",
+    "new_save_id",
     "new_session_id",
     "now_ms",
     "open_store",

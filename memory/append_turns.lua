@@ -1,22 +1,32 @@
--- Appends turns to a session stored as a JSON array of {role, content, timestamp},
+-- Appends turns to a session stored as a JSON array of {role, content, timestamp, id},
 -- atomically, reading only the value's tail.
 --
 -- KEYS[1]  the session key
+-- KEYS[2]  its deletion marker: the time of its last delete, kept for a while (read only
+--          when the session does not exist)
 -- ARGV[1]  TTL in seconds, reset by every save
 -- ARGV[2]  maximum size of the stored value, in bytes
--- ARGV[3…] three arguments per new turn, in order:
+-- ARGV[3]  when the save began, in ms since the epoch: a save that began before the last
+--          delete does not create the session again
+-- ARGV[4…] four arguments per new turn, in order:
 --            its JSON text up to the timestamp: {"role":"…","content":"…","timestamp":
 --            its timestamp, in decimal
---            'keep': the caller chose the timestamp, so an equal stored turn is this
---                    turn saved before (a retry) and it is not stored again;
+--            'keep': the caller chose the timestamp, so an equal stored turn (same role,
+--                    content and timestamp, whatever its id) is this turn saved before (a
+--                    retry) and it is not stored again;
 --            'move': the server's clock chose it, so an equal stored turn is another
 --                    message, and the timestamp moves to the next free millisecond
+--            its id (ASCII letters, digits and ._:-#): a stored turn with this id is this
+--            turn, saved by an earlier attempt, in either mode, and is not stored again
 --
 -- Returns {outcome, created, timestamp_1, state_1, timestamp_2, state_2, …}:
---   outcome  'saved', 'session_full' (nothing stored) or 'not_a_session' (nothing touched)
+--   outcome  'saved'; or, with nothing stored: 'session_full', 'not_a_session' (nothing
+--            touched), 'deleted' (the session was deleted after the save began), or
+--            'id_taken' (then the second item is the number of the turn whose id a stored
+--            turn of other role or content has)
 --   created  1 when the key did not exist and this call created it
---   state    1 stored; 0 an equal turn was already there (nothing stored for it);
---            2 likewise, and that turn is the session's first
+--   state    1 stored; 0 this turn was already there (nothing stored for it): by its id,
+--            or by its text in 'keep' mode; 2 likewise, and that turn is the session's first
 --
 -- A save reads the value's last WINDOW bytes (GETRANGE). A value shorter than that is
 -- read whole: the save checks that it opens a JSON array, and rewrites it (SET … EX).
@@ -315,7 +325,7 @@ local function end_of_turn(s, i)
     local name_end = end_of_string(s, i)
     if not name_end then return nil end
     local name = ascii_text(s, i, name_end)
-    if name ~= 'role' and name ~= 'content' and name ~= 'timestamp' then return nil end
+    if name ~= 'role' and name ~= 'content' and name ~= 'timestamp' and name ~= 'id' then return nil end
     i = skip_space(s, name_end)
     if byte(s, i) ~= 58 then return nil end
     local value_start = skip_space(s, i + 1)
@@ -327,13 +337,15 @@ local function end_of_turn(s, i)
       valid.role = role == 'user' or role == 'assistant'
     elseif name == 'content' then
       valid.content = first == 34
+    elseif name == 'id' then
+      valid.id = first == 34 or first == 110 -- a string, or null (what else end_of_value takes)
     else
       valid.timestamp = valid_timestamp(sub(s, value_start, i - 1))
     end
     i = skip_space(s, i)
     local c = byte(s, i)
     if c == 125 then
-      if valid.role and valid.content and valid.timestamp then return i + 1 end
+      if valid.role and valid.content and valid.timestamp and valid.id ~= false then return i + 1 end
       return nil
     end
     if c ~= 44 then return nil end
@@ -410,7 +422,7 @@ local function append_point(s, whole)
   return WIDEN
 end
 
-local key, ttl, max_bytes = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local key, marker, ttl, max_bytes, started = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local value = redis.call('GETRANGE', key, -WINDOW, -1)
 local short = #value < WINDOW -- the whole value ('' for a missing key)
@@ -419,6 +431,8 @@ if not short then length = redis.call('STRLEN', key) end
 local created = value == '' -- or an empty string, which is not a session: SET NX tells
 local open, close, empty
 if created then
+  local deleted = tonumber(redis.call('GET', marker) or '')
+  if deleted and started < deleted then return { 'deleted', 0 } end
   value, open, close, empty = '[]', 1, 2, true
 else
   local widest = math.max(WIDEST, max_bytes)
@@ -438,36 +452,70 @@ else
   end
 end
 
--- Equal turns are found by a plain search for their exact text: the needle starts
--- with '{"', which cannot occur inside an encoded string (quotes there are escaped),
--- so a match is always a whole, equal turn in the layout JSON.stringify writes.
+-- Stored turns are found by a plain search for their exact text. A needle that starts
+-- with '{"' or ',"' cannot occur inside an encoded string (quotes there are escaped), so a
+-- match is always where JSON.stringify's layout puts it: a turn's start, or its id's.
+
+-- The stored turn that ends with `suffix` (its id and closing brace) at `at`: its timestamp,
+-- and where it starts, or nil when its role or content differ from `prefix`'s.
+local function turn_with_id(prefix, at)
+  local first, c = at - 1, byte(value, at - 1)
+  while c and c >= 48 and c <= 57 do
+    first = first - 1
+    c = byte(value, first)
+  end
+  local stamp = tonumber(sub(value, first + 1, at - 1))
+  local start = first + 1 - #prefix
+  -- A turn that began before the bytes read is compared as far as they go.
+  local head = math.max(1, start)
+  if not stamp or sub(value, head, first) ~= sub(prefix, head - start + 1) then return nil end
+  return stamp, start
+end
+
+-- Whether the bytes read hold `text` followed by the end of a turn or its id.
+local function holds_turn(text)
+  local at = find(value, text, 1, true)
+  while at do
+    local c = byte(value, at + #text)
+    if c == 125 or c == 44 then return at end
+    at = find(value, text, at + 1, true)
+  end
+  return nil
+end
+
 -- Turns of this batch are kept in tables: a string grown turn by turn would be copied
 -- again for every turn.
 local added, added_texts, added_stamps = {}, {}, {}
 local reply = { 'saved', created and 1 or 0 }
-for n = 3, #ARGV, 3 do
-  local prefix, stamp, mode = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2]
-  local text = prefix .. format('%.0f', stamp) .. '}'
+for n = 4, #ARGV, 4 do
+  local prefix, stamp, mode, id = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2], ARGV[n + 3]
+  local suffix = ',"id":"' .. id .. '"}'
   local state = 1
-  if mode == 'keep' then
-    local at = find(value, text, 1, true)
+  local at = find(value, suffix, 1, true)
+  if at then
+    local stored, start = turn_with_id(prefix, at)
+    if not stored then return { 'id_taken', (n - 4) / 4 } end
+    stamp, state = stored, (open and start == open + 1) and 2 or 0
+  elseif mode == 'keep' then
+    local text = prefix .. format('%.0f', stamp)
+    at = holds_turn(text)
     if at or added_texts[text] then
       state = (open and at == open + 1) and 2 or 0
     end
   else
     local taken = added_stamps[prefix] or {}
-    local at = find(value, prefix, 1, true)
+    at = find(value, prefix, 1, true)
     while at do
-      local _, e, digits = find(value, '^(%d+)}', at + #prefix)
+      local _, e, digits = find(value, '^(%d+)[,}]', at + #prefix)
       if digits then taken[tonumber(digits)] = true end
       at = find(value, prefix, (e or at) + 1, true)
     end
     while taken[stamp] do stamp = stamp + 1 end
     if stamp > MAX_SAFE_INTEGER then return redis.error_reply('ERR timestamp out of range') end
-    text = prefix .. format('%.0f', stamp) .. '}'
   end
   if state == 1 then
-    added[#added + 1] = text
+    local text = prefix .. format('%.0f', stamp)
+    added[#added + 1] = text .. suffix
     added_texts[text] = true
     added_stamps[prefix] = added_stamps[prefix] or {}
     added_stamps[prefix][stamp] = true

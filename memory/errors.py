@@ -42,6 +42,10 @@ class SessionFullError(SessionMemoryError):
     """Appending the turn would make the stored session larger than allowed."""
 
 
+class SessionDeletedError(SessionMemoryError):
+    """The session was deleted after the save began; nothing was stored."""
+
+
 class CorruptSessionError(SessionMemoryError):
     """The value stored at the session key is not a JSON array of turns."""
 
@@ -57,7 +61,9 @@ class StoreError(SessionMemoryError):
 class StoreUnavailableError(StoreError):
     """The store could not be reached, answered too slowly, or is locked."""
 
-    # For a save: the timestamps it used, so that the caller can retry it safely.
+    # For a save: its id, which a retry repeats so that the save is stored once, and the
+    # timestamps it used.
+    save_id: str | None = None
     timestamps: tuple[int, ...] = ()
 
 
@@ -79,6 +85,22 @@ def session_full(session_id: str, max_session_bytes: int) -> SessionFullError:
     )
 
 
+def deleted_during_save(session_id: str) -> SessionDeletedError:
+    return SessionDeletedError(
+        f"session {session_id!r} was deleted after this save began, so the save was not stored "
+        "(a save under way when a session is deleted never brings it back); save again to start "
+        "the session anew"
+    )
+
+
+def id_taken(turn_id: str, session_id: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"the id {turn_id!r} belongs to another turn of session {session_id!r} (other role or "
+        "content); nothing was saved: give each new save its own id, and repeat an id only to "
+        "retry the same save"
+    )
+
+
 def not_a_session(session_id: str) -> CorruptSessionError:
     return CorruptSessionError(
         f"the value stored for session {session_id!r} is not, at its ends, a JSON array of turns; "
@@ -93,14 +115,15 @@ def corrupt(session_id: str, problem: str) -> CorruptSessionError:
     )
 
 
-def unavailable_during_save(error: StoreUnavailableError, timestamps: Sequence[int]) -> StoreUnavailableError:
-    """The error with what a caller needs to retry safely: the timestamps this save used."""
-    stamps = ", ".join(str(stamp) for stamp in timestamps)
-    which = "timestamp" if len(timestamps) == 1 else "timestamps (in order)"
+def unavailable_during_save(
+    error: StoreUnavailableError, save_id: str, timestamps: Sequence[int]
+) -> StoreUnavailableError:
+    """The error with what a caller needs to retry safely: the save's id (and its timestamps)."""
     wrapped = StoreUnavailableError(
-        f"{error} (the save may have reached the store: retry with {which} {stamps}, "
-        "so that it is not stored twice)"
+        f'{error} (the save may have reached the store: retry the same call with id "{save_id}", '
+        "so that it is stored once)"
     )
+    wrapped.save_id = save_id
     wrapped.timestamps = tuple(timestamps)
     return wrapped
 

@@ -13,6 +13,16 @@ Role = Literal["user", "assistant"]
 # Timestamps come from JavaScript's Date.now(); beyond this a JS reader loses precision.
 MAX_SAFE_INTEGER = 2**53 - 1
 
+# A save's identity, chosen by the caller or made by the store: what lets a late or repeated
+# attempt of the same save find its own turn, and no other message ever share it. Plain ASCII,
+# so that it is stored as written and searched for as bytes. '#' is left out: a save of several
+# turns stores `{id}#{n}` for its turn n.
+MAX_ID_CHARS = 64
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+ID_RULE = f"an id is 1 to {MAX_ID_CHARS} ASCII letters, digits, '.', '_', ':' or '-'"
+# The ids turns are stored with: a save's id, or `{id}#{n}` for turn n of a save of several.
+TURN_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}(#[0-9]{1,3})?$"
+
 
 def _encodable_as_utf8(content: str, info: ValidationInfo) -> str:
     # A lone surrogate (e.g. from a JSON "\ud800" escape) has no UTF-8 form,
@@ -27,26 +37,32 @@ def _encodable_as_utf8(content: str, info: ValidationInfo) -> str:
 
 
 class ChatTurn(BaseModel):
-    """One stored turn of a conversation: `{role, content, timestamp}`, in ms since the epoch."""
+    """One stored turn of a conversation: `{role, content, timestamp}`, in ms since the epoch,
+    and the `id` of the save that stored it (absent from turns other writers stored)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     role: Role
     content: str
     timestamp: int = Field(ge=0, le=MAX_SAFE_INTEGER)
+    id: str | None = None
 
     check_utf8 = field_validator("content")(_encodable_as_utf8)
 
 
 class NewTurn(BaseModel):
-    """A turn to save. With a timestamp, saving it again is recognised as a retry;
-    without one, the store stamps it with its clock and never merges it with another."""
+    """A turn to save. Its `id` (made by the store when absent) is how a later attempt of the
+    same save finds it, and it is never merged with a turn of another id, with one exception:
+    with a timestamp, a stored turn of equal role, content and timestamp counts as this one (a
+    retry, as the TypeScript layer's turns, which carry no id, can only be recognised). Without
+    one, the store stamps it with its clock."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     role: Role
     content: str
     timestamp: int | None = Field(default=None, ge=0, le=MAX_SAFE_INTEGER)
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
 
     check_utf8 = field_validator("content")(_encodable_as_utf8)
 
@@ -55,13 +71,17 @@ class TurnOutcome(BaseModel):
     """What a save did with one turn."""
 
     timestamp: int = Field(description="The turn's timestamp as stored, in ms since the epoch.")
-    stored: bool = Field(description="False when an equal turn (same role, content and timestamp) was there.")
+    stored: bool = Field(
+        description="False when the turn was already there: stored by an earlier attempt with the "
+        "same id, or an equal turn (same role, content and timestamp) when the timestamp was given."
+    )
 
 
 class BatchSaveResult(BaseModel):
     """What a save of several turns did."""
 
     session_id: str
+    id: str = Field(description="The save's id: repeat it when retrying this save.")
     new_session: bool = Field(description="True when this save created the session.")
     turns: list[TurnOutcome] = Field(description="One entry per turn given, in order.")
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
@@ -71,6 +91,7 @@ class BatchSaveResult(BaseModel):
         (turn,) = self.turns
         return SaveResult(
             session_id=self.session_id,
+            id=self.id,
             new_session=self.new_session,
             stored=turn.stored,
             timestamp=turn.timestamp,
@@ -82,8 +103,12 @@ class SaveResult(BaseModel):
     """What a save of one turn did."""
 
     session_id: str
+    id: str = Field(description="The save's id, stored with the turn: repeat it when retrying this save.")
     new_session: bool = Field(description="True when this save created the session.")
-    stored: bool = Field(description="False when an equal turn (same role, content and timestamp) was there.")
+    stored: bool = Field(
+        description="False when the turn was already there: stored by an earlier attempt with the "
+        "same id, or an equal turn (same role, content and timestamp) when the timestamp was given."
+    )
     timestamp: int = Field(description="The turn's timestamp as stored, in ms since the epoch.")
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
 
@@ -112,17 +137,23 @@ class SessionStore(Protocol):
         """Append a turn atomically and reset the TTL (see `save_turns`)."""
         ...
 
-    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
+    async def save_turns(
+        self, session_id: str, turns: Sequence[ChatTurn | NewTurn], call_id: str | None = None
+    ) -> BatchSaveResult:
         """Append turns atomically, in order, and reset the TTL.
 
-        A turn with a timestamp that equals a stored turn (role, content, timestamp) is a
-        retry and is not stored again; a turn without one is stamped with the store's clock,
-        moved to the next free millisecond past an equal turn, and never merged.
+        The save has an id (`call_id`, or one the store makes); a single turn is stored with
+        it, turn n of several with `{call_id}#{n}`, unless the turn brings its own. A turn
+        whose id is already stored is not stored again (an earlier attempt of this save), nor
+        is a turn with a timestamp equal to a stored turn (role, content, timestamp). A turn
+        without a timestamp is stamped with the store's clock and moved to the next free
+        millisecond past an equal turn of another id.
         """
         ...
 
     async def delete_session(self, session_id: str) -> bool:
-        """Forget a session; False if there was none."""
+        """Forget a session; False if there was none. A save that began before the delete and
+        reaches the store after it does not bring the session back."""
         ...
 
     async def check(self, timeout_seconds: float | None = None) -> None:

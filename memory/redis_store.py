@@ -1,4 +1,5 @@
-"""Sessions on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append.
+"""Sessions on a Redis-protocol server: GET or GETRANGE to read, one Lua script to append, one
+to delete.
 
 One store for Redis (redis-py over TCP) and Upstash (`upstash-redis` over HTTP); what differs
 between the two clients is an `Adapter` (see `memory.adapters`): how to send a command, read a
@@ -12,7 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Protocol, TypeVar
@@ -26,13 +27,24 @@ from memory.errors import (
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
+    deleted_during_save,
+    id_taken,
     not_a_session,
     session_full,
     too_slow,
     unexpected_reply,
 )
 from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
-from memory.rules import BaseStore, PlannedTurn, decode_session, decode_tail, expiry_ms
+from memory.rules import (
+    DELETION_MARKER_SECONDS,
+    BaseStore,
+    PlannedSave,
+    decode_session,
+    decode_tail,
+    deletion_marker_key,
+    expiry_ms,
+    now_ms,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +70,18 @@ class LuaScript:
 
 
 @functools.cache
-def append_script(key_locking: bool) -> LuaScript:
-    """The append script (`append_turns.lua`), with Upstash's key-locking flag when `key_locking`."""
-    source = resources.files("memory").joinpath("append_turns.lua").read_text(encoding="utf-8")
+def lua_script(name: str, key_locking: bool) -> LuaScript:
+    """A script of this package (`append_turns.lua`, `delete_session.lua`), with Upstash's
+    key-locking flag when `key_locking`."""
+    source = resources.files("memory").joinpath(name).read_text(encoding="utf-8")
     if key_locking:
         source = KEY_LOCKING_SHEBANG + source
     return LuaScript(source, hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest())
+
+
+def append_script(key_locking: bool) -> LuaScript:
+    """The append script, `append_turns.lua`."""
+    return lua_script("append_turns.lua", key_locking)
 
 
 class Adapter(Protocol):
@@ -153,40 +171,44 @@ class RedisStore(BaseStore):
         turns = decode_session(value, session_id)
         return turns if last is None else turns[-last:]
 
-    async def _append(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
-        self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in planned), len(planned))
-        first = self._arguments(planned)
-        # A retry may follow an attempt that ran: every turn is then looked for as it was
-        # sent, so that the earlier attempt's write is found rather than stored again.
-        again = self._arguments([dataclasses.replace(turn, mode="keep") for turn in planned])
+    async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
+        self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in save.turns), len(save.turns))
+        keys = [key, deletion_marker_key(key)]
+        arguments = self._arguments(save)
         attempts = 0
 
+        # A retry may follow an attempt that ran: the script then finds that attempt's turns by
+        # their ids, and stores nothing again.
         async def send() -> object:
             nonlocal attempts
             attempts += 1
-            return await self._eval(key, first if attempts == 1 else again)
+            return await self._eval(append_script(self.adapter.key_locking), keys, arguments)
 
         async with self._within_timeout():
             reply = await self._call(send)
-        return self._saved(reply, session_id, len(planned), retried=attempts > 1)
+        return self._saved(reply, session_id, save, retried=attempts > 1)
 
     async def _delete(self, key: str) -> bool:
+        script = lua_script("delete_session.lua", self.adapter.key_locking)
+        keys = [key, deletion_marker_key(key)]
+        arguments = [str(now_ms()), str(DELETION_MARKER_SECONDS)]
         async with self._within_timeout():
-            deleted = await self._call(lambda: self.adapter.command("DEL", key))
+            deleted = await self._call(lambda: self._eval(script, keys, arguments))
         return bool(deleted)
 
-    def _arguments(self, turns: Sequence[PlannedTurn]) -> list[str]:
-        """ARGV for the script, in the order it reads them."""
-        arguments = [str(self.config.session_ttl_seconds), str(self.config.max_session_bytes)]
-        for turn in turns:
-            arguments += [turn.prefix, str(turn.timestamp), turn.mode]
+    def _arguments(self, save: PlannedSave) -> list[str]:
+        """ARGV for the append script, in the order it reads them."""
+        config = self.config
+        arguments = [str(config.session_ttl_seconds), str(config.max_session_bytes), str(save.started_at)]
+        for turn in save.turns:
+            arguments += [turn.prefix, str(turn.timestamp), turn.mode, turn.id]
         return arguments
 
-    def _saved(self, reply: object, session_id: str, count: int, retried: bool) -> BatchSaveResult:
+    def _saved(self, reply: object, session_id: str, save: PlannedSave, retried: bool) -> BatchSaveResult:
         """The script's reply, whichever client decoded it, as the save's result.
 
-        The reply is `[outcome, created, timestamp_1, state_1, …]`, state 1 stored, 0 an equal
-        turn was there, 2 likewise and it is the session's first turn.
+        The reply is `[outcome, created, timestamp_1, state_1, …]`, state 1 stored, 0 the turn
+        was there, 2 likewise and it is the session's first turn.
         """
         if isinstance(reply, list) and len(reply) >= 2:
             outcome, created, *pairs = reply
@@ -196,15 +218,20 @@ class RedisStore(BaseStore):
                 raise not_a_session(session_id)
             if outcome == "session_full":
                 raise session_full(session_id, self.config.max_session_bytes)
+            if outcome == "deleted":
+                raise deleted_during_save(session_id)
+            if outcome == "id_taken" and isinstance(created, int) and 0 <= created < len(save.turns):
+                raise id_taken(save.turns[created].id, session_id)
             if (
                 outcome == "saved"
                 and isinstance(created, int)
-                and len(pairs) == 2 * count
+                and len(pairs) == 2 * len(save.turns)
                 and all(isinstance(item, int) for item in pairs)
             ):
                 stamps, states = pairs[0::2], pairs[1::2]
                 return BatchSaveResult(
                     session_id=session_id,
+                    id=save.id,
                     # After a retry, an equal turn is the earlier attempt's own write.
                     new_session=created == 1 or (retried and states[0] == 2),
                     turns=[
@@ -215,16 +242,15 @@ class RedisStore(BaseStore):
                 )
         raise StoreError("the store answered the append script with an unexpected reply")
 
-    async def _eval(self, key: str, arguments: list[str]) -> object:
-        script = append_script(self.adapter.key_locking)
+    async def _eval(self, script: LuaScript, keys: list[str], arguments: list[str]) -> object:
         try:
-            return await self.adapter.command("EVALSHA", script.sha1, 1, key, *arguments)
+            return await self.adapter.command("EVALSHA", script.sha1, len(keys), *keys, *arguments)
         except Exception as exc:
             if not self.adapter.is_noscript(exc):
                 raise
         # The script cache is empty (a restart, SCRIPT FLUSH): send the source once.
-        logger.debug("append script not cached by the store; sending it with EVAL")
-        return await self.adapter.command("EVAL", script.source, 1, key, *arguments)
+        logger.debug("script not cached by the store; sending it with EVAL")
+        return await self.adapter.command("EVAL", script.source, len(keys), *keys, *arguments)
 
     async def _read_tail(self, key: str, session_id: str, last: int) -> list[ChatTurn] | None:
         """The newest `last` turns from a window at the value's end: one GETRANGE, at most two.

@@ -29,7 +29,19 @@ from memory.errors import (
     corrupt,
     unavailable_during_save,
 )
-from memory.models import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, NewTurn, Role, SaveResult, SessionStore
+from memory.models import (
+    ID_PATTERN,
+    ID_RULE,
+    MAX_ID_CHARS,
+    MAX_SAFE_INTEGER,
+    TURN_ID_PATTERN,
+    BatchSaveResult,
+    ChatTurn,
+    NewTurn,
+    Role,
+    SaveResult,
+    SessionStore,
+)
 
 # -- session ids and keys ------------------------------------------------------------------------
 
@@ -77,6 +89,41 @@ def session_key(key_prefix: str, session_id: str) -> str:
     return f"{key_prefix}session:{session_id}"
 
 
+def deletion_marker_key(key: str) -> str:
+    """Where a delete of `key` leaves its time for a while, so that a save that began before the
+    delete and arrives after it does not create the session again.
+
+    On a Redis Cluster a script may only touch keys of one hash slot, and the slot of a key is
+    that of its hash tag (what lies between its first '{' and the next '}') or else of the whole
+    key. The marker repeats the key's tag, or makes the whole key its tag, so that it shares the
+    key's slot. Only a key with no tag but a '}' cannot be made a tag; its marker lies elsewhere.
+    """
+    if _hash_tag(key) is not None:
+        return f"{key}:deleted"
+    return f"{{{key}}}:deleted"
+
+
+def _hash_tag(key: str) -> str | None:
+    opening = key.find("{")
+    if opening < 0:
+        return None
+    closing = key.find("}", opening + 1)
+    if closing <= opening + 1:
+        return None
+    return key[opening + 1 : closing]
+
+
+# How long a delete's marker is kept: longer than a save can be under way (its deadline and
+# retries, a request held in a proxy or a paused server), short enough to cost nothing.
+DELETION_MARKER_SECONDS = 3600
+
+
+def new_save_id() -> str:
+    """A save's id when the caller gives none: 72 random bits, URL-safe base64 (12 characters),
+    enough that no two saves within a session's retry window ever share one."""
+    return secrets.token_urlsafe(9)
+
+
 # -- the clock -----------------------------------------------------------------------------------
 
 
@@ -108,6 +155,7 @@ server_stamp = _ServerClock().stamp
 # -- the stored form: a JSON array of turns as JSON.stringify writes it --------------------------
 
 _TURN_KEYS = frozenset({"role", "content", "timestamp"})
+_OPTIONAL_KEYS = frozenset({"id"})
 _ROLES = frozenset({"user", "assistant"})
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Where an element of the array may start: '{' after ',' or '[', before a key's quote. Inside
@@ -123,14 +171,19 @@ def turn_prefix(turn: ChatTurn | NewTurn) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"timestamp":'
 
 
+def id_suffix(turn_id: str | None) -> str:
+    """What follows a turn's timestamp: its id, if any, and the closing brace."""
+    return "}" if turn_id is None else f',"id":{json.dumps(turn_id, ensure_ascii=False)}}}'
+
+
 def encode_turn(turn: ChatTurn) -> str:
     """Serialise a turn exactly as JavaScript's JSON.stringify would.
 
-    Same key order, no spaces, non-ASCII kept as is, control characters as
-    `\\n` or `\\u00XX`: equal turns give equal text, which the append script
+    Same key order (the id, when there is one, last), no spaces, non-ASCII kept as is, control
+    characters as `\\n` or `\\u00XX`: equal turns give equal text, which the append script
     relies on to recognise a retried save.
     """
-    return f"{turn_prefix(turn)}{turn.timestamp}}}"
+    return f"{turn_prefix(turn)}{turn.timestamp}{id_suffix(turn.id)}"
 
 
 def encode_session(turns: list[ChatTurn]) -> str:
@@ -192,12 +245,15 @@ def _turn(item: object, index: int, session_id: str) -> ChatTurn:
     where = f"turn {index}"
     if not isinstance(item, dict):
         raise corrupt(session_id, f"{where} is a JSON {_json_type(item)}, not an object")
-    if item.keys() != _TURN_KEYS:
-        extra = sorted(item.keys() - _TURN_KEYS)
+    if item.keys() != _TURN_KEYS and not (_TURN_KEYS < item.keys() <= _TURN_KEYS | _OPTIONAL_KEYS):
+        extra = sorted(item.keys() - _TURN_KEYS - _OPTIONAL_KEYS)
         missing = sorted(_TURN_KEYS - item.keys())
         problem = f"has unexpected keys {extra}" if extra else f"lacks {missing}"
         raise corrupt(session_id, f"{where} {problem}")
     role, content, timestamp = item["role"], item["content"], item["timestamp"]
+    turn_id = item.get("id")
+    if turn_id is not None and not isinstance(turn_id, str):
+        raise corrupt(session_id, f"{where} has an id that is a JSON {_json_type(turn_id)}, not a string")
     if role not in _ROLES:
         raise corrupt(session_id, f"{where} has role {role!r}; it must be 'user' or 'assistant'")
     if not isinstance(content, str):
@@ -208,7 +264,9 @@ def _turn(item: object, index: int, session_id: str) -> ChatTurn:
         )
     if not content.isascii():
         content = _LONE_SURROGATE.sub("\ufffd", content)
-    return ChatTurn.model_construct(role=role, content=content, timestamp=int(timestamp))
+    if turn_id is not None and not turn_id.isascii():
+        turn_id = _LONE_SURROGATE.sub("\ufffd", turn_id)
+    return ChatTurn.model_construct(role=role, content=content, timestamp=int(timestamp), id=turn_id)
 
 
 def _is_timestamp(value: object) -> bool:
@@ -249,41 +307,70 @@ TurnMode = Literal["keep", "move"]
 
 @dataclass(frozen=True)
 class PlannedTurn:
-    """A turn ready to append: its JSON up to the timestamp, the timestamp, the mode."""
+    """A turn ready to append: its JSON up to the timestamp, the timestamp, the mode, the id."""
 
     role: Role
     content: str
     prefix: str
     timestamp: int
     mode: TurnMode
+    id: str
 
     @property
     def text(self) -> str:
         """The turn as stored: JSON.stringify's layout."""
-        return f"{self.prefix}{self.timestamp}}}"
+        return f"{self.prefix}{self.timestamp}{id_suffix(self.id)}"
 
 
-def plan_turns(turns: Sequence[ChatTurn | NewTurn], config: StoreConfig) -> list[PlannedTurn]:
-    """Check the turns and give each its timestamp and how an equal stored turn counts.
+@dataclass(frozen=True)
+class PlannedSave:
+    """A save ready to send: its id, its turns, and when it began (ms, this server's clock), which
+    tells a late attempt from a save made after a delete."""
 
-    A caller's timestamp makes an equal stored turn a retry ('keep'); the server's clock
-    makes it another message, so the timestamp moves past it ('move').
+    id: str
+    turns: list[PlannedTurn]
+    started_at: int
+
+
+_TURN_ID = re.compile(TURN_ID_PATTERN)
+
+
+def plan_save(
+    turns: Sequence[ChatTurn | NewTurn], config: StoreConfig, save_id: str | None = None
+) -> PlannedSave:
+    """Check the turns and give each its id, its timestamp and how an equal stored turn counts.
+
+    A turn whose id is stored is this save's earlier attempt, whatever the mode. A caller's
+    timestamp also makes an equal stored turn a retry ('keep'); the server's clock makes it
+    another message, so the timestamp moves past it ('move').
     """
+    started_at = now_ms()
+    if save_id is None and len(turns) == 1 and turns[0].id is not None:
+        save_id = turns[0].id  # a turn saved alone: the save's id is the turn's
+    elif save_id is None:
+        save_id = new_save_id()
+    else:
+        check_save_id(save_id)
     if not turns:
         raise InvalidRequestError("there are no turns to save")
     if len(turns) > MAX_BATCH_TURNS:
         raise InvalidRequestError(f"{len(turns)} turns in one save; the maximum is {MAX_BATCH_TURNS}")
     planned = []
     for index, turn in enumerate(turns):
+        which = f"turn {index}'s" if len(turns) > 1 else "the turn's"
         most = config.max_content_chars
         if len(turn.content) > most:
-            which = f"turn {index}'s" if len(turns) > 1 else "the turn's"
             raise TurnTooLargeError(
                 f"{which} content is {len(turn.content)} characters; the maximum is {most}"
             )
+        turn_id = turn.id or (save_id if len(turns) == 1 else f"{save_id}#{index}")
+        if not _TURN_ID.match(turn_id):
+            raise InvalidRequestError(f"{which} id {turn_id!r} is not one this store writes; {ID_RULE}")
         mode: TurnMode = "move" if turn.timestamp is None else "keep"
         stamp = server_stamp() if turn.timestamp is None else turn.timestamp
-        planned.append(PlannedTurn(turn.role, turn.content, turn_prefix(turn), stamp, mode))
+        planned.append(PlannedTurn(turn.role, turn.content, turn_prefix(turn), stamp, mode, turn_id))
+    if len({turn.id for turn in planned}) < len(planned):
+        raise InvalidRequestError("two turns of the save have the same id; each needs its own")
     # The batch as it would be stored alone, `[t1,…,tn]`: past the session limit no session could
     # hold it, so it is refused here rather than sent as one large command holding a long lock.
     size = 1 + sum(len(turn.text.encode()) + 1 for turn in planned)
@@ -293,7 +380,15 @@ def plan_turns(turns: Sequence[ChatTurn | NewTurn], config: StoreConfig) -> list
             f"{what} {size} bytes as stored, more than a whole session may hold "
             f"({config.max_session_bytes} bytes); nothing was saved (save fewer or shorter turns)"
         )
-    return planned
+    return PlannedSave(save_id, planned, started_at)
+
+
+def check_save_id(save_id: str) -> str:
+    """Return the id unchanged, or raise InvalidRequestError saying what is wrong."""
+    if not re.fullmatch(ID_PATTERN[1:-1], save_id):
+        shown = save_id if len(save_id) <= MAX_ID_CHARS + 16 else save_id[: MAX_ID_CHARS + 16] + "…"
+        raise InvalidRequestError(f"the id {shown!r} is not valid; {ID_RULE}")
+    return save_id
 
 
 # More turns than any session holds: a larger `last` means the whole session, and is cut to
@@ -337,10 +432,11 @@ class BaseStore(ABC):
     async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]: ...
 
     @abstractmethod
-    async def _append(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult: ...
+    async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult: ...
 
     @abstractmethod
-    async def _delete(self, key: str) -> bool: ...
+    async def _delete(self, key: str) -> bool:
+        """Delete the session, and leave a marker that keeps a late save from creating it again."""
 
     @abstractmethod
     async def check(self, timeout_seconds: float | None = None) -> None: ...
@@ -354,8 +450,10 @@ class BaseStore(ABC):
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
         return (await self.save_in("", session_id, [turn])).single()
 
-    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
-        return await self.save_in("", session_id, turns)
+    async def save_turns(
+        self, session_id: str, turns: Sequence[ChatTurn | NewTurn], call_id: str | None = None
+    ) -> BatchSaveResult:
+        return await self.save_in("", session_id, turns, call_id)
 
     async def delete_session(self, session_id: str) -> bool:
         return await self.delete_in("", session_id)
@@ -378,14 +476,18 @@ class BaseStore(ABC):
         return await self._read(key, session_id, check_last(last))
 
     async def save_in(
-        self, namespace: str, session_id: str, turns: Sequence[ChatTurn | NewTurn]
+        self,
+        namespace: str,
+        session_id: str,
+        turns: Sequence[ChatTurn | NewTurn],
+        call_id: str | None = None,
     ) -> BatchSaveResult:
         key = self._key(namespace, session_id)
-        planned = plan_turns(turns, self.config)
+        save = plan_save(turns, self.config, call_id)
         try:
-            return await self._append(key, session_id, planned)
+            return await self._append(key, session_id, save)
         except StoreUnavailableError as exc:
-            raise unavailable_during_save(exc, [turn.timestamp for turn in planned]) from exc
+            raise unavailable_during_save(exc, save.id, [turn.timestamp for turn in save.turns]) from exc
 
     async def delete_in(self, namespace: str, session_id: str) -> bool:
         return await self._delete(self._key(namespace, session_id))
@@ -416,8 +518,10 @@ class StoreView:
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
         return (await self._store.save_in(self.namespace, session_id, [turn])).single()
 
-    async def save_turns(self, session_id: str, turns: Sequence[ChatTurn | NewTurn]) -> BatchSaveResult:
-        return await self._store.save_in(self.namespace, session_id, turns)
+    async def save_turns(
+        self, session_id: str, turns: Sequence[ChatTurn | NewTurn], call_id: str | None = None
+    ) -> BatchSaveResult:
+        return await self._store.save_in(self.namespace, session_id, turns, call_id)
 
     async def delete_session(self, session_id: str) -> bool:
         return await self._store.delete_in(self.namespace, session_id)

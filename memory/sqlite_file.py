@@ -30,13 +30,16 @@ def connect(path: Path, timeout_seconds: float) -> tuple[sqlite3.Connection, sql
                 sqlite3.connect(path, timeout=timeout_seconds, isolation_level=None, check_same_thread=False)
             )
         writer, reader = opened
+        refuse_a_later_layout(writer)  # before WAL mode, which would change the file
         writer.execute("PRAGMA journal_mode = WAL")
         prepare(writer)
         reader.execute("PRAGMA query_only = ON")
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         for connection in opened:
             connection.close()
-        raise translate(exc) from exc
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc) from exc
+        raise
     return writer, reader
 
 
@@ -75,7 +78,8 @@ def translate(exc: sqlite3.Error) -> SessionMemoryError:
 
 # -- the layout, and the migration from 0.1.0 --------------------------------------------------
 
-LAYOUT_VERSION = 2  # PRAGMA user_version; 0.1.0's files have 0
+# PRAGMA user_version: 0.1.0's files have 0; 2 had no turn ids and no deletion markers.
+LAYOUT_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -106,24 +110,57 @@ CREATE TABLE IF NOT EXISTS unreadable_sessions (
 );
 """
 
+# What layout 3 adds: the id of the save that stored a turn (NULL for turns stored without
+# one), and the time of a session's last delete, kept a while so that a save that began
+# before it does not create the session again.
+IDS_AND_DELETIONS = """
+ALTER TABLE turns ADD COLUMN id TEXT;
+CREATE INDEX IF NOT EXISTS turns_by_id ON turns (key, id);
+CREATE TABLE IF NOT EXISTS deleted_sessions (
+    key TEXT PRIMARY KEY,
+    deleted_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deleted_sessions_expires_at ON deleted_sessions (expires_at);
+"""
+
 
 def prepare(connection: sqlite3.Connection) -> None:
-    """Bring the file to the current layout, migrating 0.1.0's data in one transaction.
+    """Bring the file to the current layout, migrating older layouts' data in one transaction.
 
     A migration that is interrupted (a crash, a kill) is rolled back by SQLite as a whole,
-    so the file is either untouched or migrated, and the next start migrates it again.
+    so the file is either untouched or migrated, and the next start migrates it again. A file
+    of a later layout is refused: this server would not know what it holds.
     """
     if _version(connection) == LAYOUT_VERSION:
         return
     with transaction(connection):
         # Another process may have done it while this one waited for the lock.
-        if _version(connection) != LAYOUT_VERSION:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+        refuse_a_later_layout(connection)
+        version = _version(connection)
+        if version < 2:
+            _run_script(connection, SCHEMA)
+        if version < LAYOUT_VERSION:
+            _run_script(connection, IDS_AND_DELETIONS)
             if _has_legacy_table(connection):
                 _migrate_legacy(connection)
             connection.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+
+
+def refuse_a_later_layout(connection: sqlite3.Connection) -> None:
+    version = _version(connection)
+    if version > LAYOUT_VERSION:
+        raise StoreError(
+            f"the session database has layout {version}, written by a later version of this "
+            f"server; this one reads layout {LAYOUT_VERSION} (upgrade it, or use another SQLITE_PATH)"
+        )
+
+
+def _run_script(connection: sqlite3.Connection, script: str) -> None:
+    # One statement at a time: executescript would commit the transaction first.
+    for statement in script.split(";"):
+        if statement.strip():
+            connection.execute(statement)
 
 
 def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, expires_at: int) -> None:
@@ -142,9 +179,9 @@ def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, e
         (key, expires_at, len(turns), len(encode_session(turns).encode("utf-8"))),
     )
     connection.executemany(
-        "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            (key, seq, turn.role, turn.content, turn.timestamp, int(encode_turn(turn) in text))
+            (key, seq, turn.role, turn.content, turn.timestamp, int(encode_turn(turn) in text), turn.id)
             for seq, turn in enumerate(turns)
         ),
     )

@@ -14,9 +14,17 @@ import anyio
 import anyio.to_thread
 
 from memory.config import StoreConfig
-from memory.errors import StoreUnavailableError, not_a_session, session_full
+from memory.errors import StoreUnavailableError, deleted_during_save, id_taken, not_a_session, session_full
 from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
-from memory.rules import BaseStore, PlannedTurn, decode_session, expiry_ms, now_ms
+from memory.rules import (
+    DELETION_MARKER_SECONDS,
+    BaseStore,
+    PlannedSave,
+    PlannedTurn,
+    decode_session,
+    expiry_ms,
+    now_ms,
+)
 from memory.sqlite_file import connect, locked, transaction, translate
 
 T = TypeVar("T")
@@ -30,6 +38,15 @@ class _SessionFull(Exception):
 
 class _NotASession(Exception):
     pass
+
+
+class _Deleted(Exception):
+    pass
+
+
+class _IdTaken(Exception):
+    def __init__(self, turn_id: str) -> None:
+        self.turn_id = turn_id
 
 
 class SQLiteStore(BaseStore):
@@ -88,13 +105,17 @@ class SQLiteStore(BaseStore):
     async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
         return await self._run(self._reader, self._read_turn, None, self._read_rows, key, session_id, last)
 
-    async def _append(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
+    async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
         try:
-            return await self._write(self._append_rows, key, session_id, planned)
+            return await self._write(self._append_rows, key, session_id, save)
         except _NotASession:
             raise not_a_session(session_id) from None
         except _SessionFull:
             raise session_full(session_id, self.config.max_session_bytes) from None
+        except _Deleted:
+            raise deleted_during_save(session_id) from None
+        except _IdTaken as exc:
+            raise id_taken(exc.turn_id, session_id) from None
 
     async def _delete(self, key: str) -> bool:
         return await self._write(self._delete_rows, key)
@@ -150,28 +171,30 @@ class SQLiteStore(BaseStore):
                 return []
             if last is None:
                 rows = connection.execute(
-                    "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq", (key,)
+                    "SELECT role, content, timestamp, id FROM turns WHERE key = ? ORDER BY seq", (key,)
                 ).fetchall()
             else:
                 rows = connection.execute(
-                    "SELECT role, content, timestamp FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
+                    "SELECT role, content, timestamp, id FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
                     (key, last),
                 ).fetchall()[::-1]
             return [
-                ChatTurn.model_construct(role=role, content=content, timestamp=ts)
-                for role, content, ts in rows
+                ChatTurn.model_construct(role=role, content=content, timestamp=ts, id=turn_id)
+                for role, content, ts, turn_id in rows
             ]
         finally:
             connection.execute("COMMIT")
 
-    def _append_rows(self, key: str, session_id: str, planned: Sequence[PlannedTurn]) -> BatchSaveResult:
+    def _append_rows(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
         with transaction(self._writer) as connection:
             now = now_ms()
             live = _live_session(connection, key, now)
+            if live is None and _deleted_since(connection, key, save.started_at, now):
+                raise _Deleted
             count, size = (0, 2) if live is None else live
             outcomes: list[TurnOutcome] = []
             added: list[PlannedTurn] = []  # with the timestamps they are stored with
-            for turn in planned:
+            for turn in save.turns:
                 stamp, state = _place(connection, key, turn, added)
                 if state == 1:
                     placed = dataclasses.replace(turn, timestamp=stamp)
@@ -181,9 +204,10 @@ class SQLiteStore(BaseStore):
             if size > self.config.max_session_bytes:
                 raise _SessionFull
             connection.executemany(
-                "INSERT INTO turns VALUES (?, ?, ?, ?, ?, 1)",
+                "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?)",
                 (
-                    (key, seq, turn.role, turn.content, turn.timestamp)
+                    (key, seq, turn.role, turn.content, turn.timestamp, turn.id)
                     for seq, turn in enumerate(added, start=count)
                 ),
             )
@@ -196,12 +220,21 @@ class SQLiteStore(BaseStore):
             )
         self._purge_expired_if_due()
         return BatchSaveResult(
-            session_id=session_id, new_session=live is None and bool(added), turns=outcomes, expires_at=expiry
+            session_id=session_id,
+            id=save.id,
+            new_session=live is None and bool(added),
+            turns=outcomes,
+            expires_at=expiry,
         )
 
     def _delete_rows(self, key: str) -> bool:
         with transaction(self._writer) as connection:
-            _forget_if_expired(connection, key, now_ms())
+            now = now_ms()
+            _forget_if_expired(connection, key, now)
+            connection.execute(
+                "INSERT OR REPLACE INTO deleted_sessions VALUES (?, ?, ?)",
+                (key, now, now + DELETION_MARKER_SECONDS * 1000),
+            )
             existed = connection.execute("DELETE FROM conversations WHERE key = ?", (key,)).rowcount
             connection.execute("DELETE FROM turns WHERE key = ?", (key,))
             existed += connection.execute("DELETE FROM unreadable_sessions WHERE key = ?", (key,)).rowcount
@@ -218,13 +251,21 @@ class SQLiteStore(BaseStore):
             )
             connection.execute("DELETE FROM conversations WHERE expires_at <= ?", (now,))
             connection.execute("DELETE FROM unreadable_sessions WHERE expires_at <= ?", (now,))
+            connection.execute("DELETE FROM deleted_sessions WHERE expires_at <= ?", (now,))
         self._next_purge_ms = now + _PURGE_INTERVAL_MS
 
 
 def _place(
     connection: sqlite3.Connection, key: str, turn: PlannedTurn, added: Sequence[PlannedTurn]
 ) -> tuple[int, int]:
-    """The turn's timestamp and state (1 new, 0 an equal turn is there, 2 it is the first turn)."""
+    """The turn's timestamp and state (1 new, 0 the turn is there, 2 it is the first turn)."""
+    row = connection.execute(
+        "SELECT seq, timestamp, role, content FROM turns WHERE key = ? AND id = ? LIMIT 1", (key, turn.id)
+    ).fetchone()
+    if row is not None:  # stored by an earlier attempt of this save
+        if (row[2], row[3]) != (turn.role, turn.content):
+            raise _IdTaken(turn.id)
+        return int(row[1]), 2 if row[0] == 0 else 0
     if turn.mode == "keep":
         row = connection.execute(
             "SELECT seq FROM turns WHERE key = ? AND timestamp = ? AND role = ? AND content = ? "
@@ -273,6 +314,14 @@ def _live_session(connection: sqlite3.Connection, key: str, now: int) -> tuple[i
         connection.execute("DELETE FROM turns WHERE key = ?", (key,))
         return None
     return int(row[0]), int(row[1])
+
+
+def _deleted_since(connection: sqlite3.Connection, key: str, started_at: int, now: int) -> bool:
+    """Whether the session was deleted after a save that began at `started_at`."""
+    row = connection.execute(
+        "SELECT deleted_at FROM deleted_sessions WHERE key = ? AND expires_at > ?", (key, now)
+    ).fetchone()
+    return row is not None and started_at < row[0]
 
 
 def _forget_if_expired(connection: sqlite3.Connection, key: str, now: int) -> None:

@@ -41,8 +41,8 @@ INSTRUCTIONS = (
     "{role, content, timestamp}. Save every new message with save_turn, or an exchange (the "
     "user's message and the reply) with save_turns (the first call without a session_id creates "
     "the session and returns its id; reuse that id), and read earlier turns with get_session. "
-    "Pass timestamps: a retry is recognised only when it repeats the timestamp. Sessions expire "
-    "after a period without saves."
+    "To retry a save that failed, repeat the same call with the id its error names: it is stored "
+    "once. Sessions expire after a period without saves."
 )
 
 

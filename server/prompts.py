@@ -128,11 +128,10 @@ def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
         start,
         "- Save every message as soon as it is written, the user's and yours, in order: save_turn "
         "with role 'user' or 'assistant' and the content exactly as written.",
-        "- Pass timestamp (when the message was written, in milliseconds since the Unix epoch) with "
-        "every save. If a call fails or you are unsure it went through, repeat it with the same "
-        "role, content and timestamp: the repeat is recognised and stored once (stored: false). A "
-        "retry is recognised only when it repeats the same timestamp; calls without a timestamp are "
-        "never merged, so repeating one saves the message twice.",
+        "- Every save has an id: the result gives it, and so does the error when the store could not "
+        "be reached. If a call fails that way, repeat the same call with that id: the turn is stored "
+        "once (stored: false if the first attempt had saved it). A repeat without the id is a new "
+        "message, saved again.",
         "- To save an exchange (the user's message and your reply) in one call, use save_turns with "
         "both turns, oldest first: they are stored together or not at all.",
         "- To recall earlier turns, call get_session with the session id (last=N for only the "

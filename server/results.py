@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from memory import BatchSaveResult, ChatTurn, SaveResult, TurnOutcome
+from memory import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, Role, SaveResult, TurnOutcome
 
 
 def inline_schema(model: type[BaseModel]) -> WithJsonSchema:
@@ -29,14 +29,13 @@ def iso_utc(ms: int) -> str:
 
 class SavedTurn(BaseModel):
     session_id: str = Field(description="The session the turn was saved in. Pass it to every later call.")
+    id: str = Field(description="The save's id, stored with the turn. Repeat it when retrying this call.")
     new_session: bool = Field(description="True when this call created the session.")
     stored: bool = Field(
-        description="False when this exact turn (same role, content and timestamp) was already saved: "
-        "a retry; nothing changed."
+        description="False when the turn was already saved (by an earlier attempt with this id, or as "
+        "an equal turn with the same role, content and timestamp): a retry; nothing changed."
     )
-    timestamp: int = Field(
-        description="The turn's timestamp as stored, ms since the epoch. Repeat it when retrying this call."
-    )
+    timestamp: int = Field(description="The turn's timestamp as stored, ms since the epoch.")
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
 
@@ -44,6 +43,7 @@ class SavedTurn(BaseModel):
     def of(cls, result: SaveResult) -> SavedTurn:
         return cls(
             session_id=result.session_id,
+            id=result.id,
             new_session=result.new_session,
             stored=result.stored,
             timestamp=result.timestamp,
@@ -54,10 +54,11 @@ class SavedTurn(BaseModel):
 
 class SavedTurns(BaseModel):
     session_id: str = Field(description="The session the turns were saved in. Pass it to every later call.")
+    id: str = Field(description="The save's id. Repeat it when retrying this call.")
     new_session: bool = Field(description="True when this call created the session.")
     turns: list[Annotated[TurnOutcome, inline_schema(TurnOutcome)]] = Field(
-        description="One entry per turn given, in order: its timestamp as stored (repeat it when "
-        "retrying) and whether it was stored (false: an equal turn was already saved)."
+        description="One entry per turn given, in order: its timestamp as stored and whether it was "
+        "stored (false: it was already saved)."
     )
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
@@ -66,6 +67,7 @@ class SavedTurns(BaseModel):
     def of(cls, result: BatchSaveResult) -> SavedTurns:
         return cls(
             session_id=result.session_id,
+            id=result.id,
             new_session=result.new_session,
             turns=result.turns,
             expires_at=result.expires_at,
@@ -73,17 +75,33 @@ class SavedTurns(BaseModel):
         )
 
 
+# Reads show the design note's {role, content, timestamp}: the id a turn is stored with serves
+# retries only, and would cost every read tokens while telling the model nothing.
+class ReadTurn(BaseModel):
+    """One stored turn of a conversation: `{role, content, timestamp}`, in ms since the epoch."""
+
+    model_config = ConfigDict(title="ChatTurn", extra="forbid", frozen=True, strict=True)
+
+    role: Role
+    content: str
+    timestamp: int = Field(ge=0, le=MAX_SAFE_INTEGER)
+
+
 class SessionTurns(BaseModel):
     session_id: str
     # Inlined also because validating 20 turns through a $ref costs a Python client ~40% more.
-    turns: list[Annotated[ChatTurn, inline_schema(ChatTurn)]] = Field(
+    turns: list[Annotated[ReadTurn, inline_schema(ReadTurn)]] = Field(
         description="Oldest first. Empty if the session is unknown or expired."
     )
     turn_count: int = Field(description="How many turns are listed here.")
 
     @classmethod
     def of(cls, session_id: str, turns: Sequence[ChatTurn]) -> SessionTurns:
-        return cls(session_id=session_id, turns=list(turns), turn_count=len(turns))
+        shown = [
+            ReadTurn.model_construct(role=turn.role, content=turn.content, timestamp=turn.timestamp)
+            for turn in turns
+        ]
+        return cls.model_construct(session_id=session_id, turns=shown, turn_count=len(turns))
 
 
 class DeletedSession(BaseModel):

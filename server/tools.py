@@ -15,6 +15,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from memory import (
+    ID_PATTERN,
     MAX_BATCH_TURNS,
     MAX_SAFE_INTEGER,
     MAX_SESSION_ID_CHARS,
@@ -35,6 +36,16 @@ SESSION_ID_WORDS = (
     "returned by save_turn when it starts a session, or chosen by the client application."
 )
 SessionId = Annotated[str, SESSION_ID_CONSTRAINTS, Field(description=SESSION_ID_WORDS)]
+SaveId = Annotated[
+    str | None,
+    Field(
+        description="The save's id: repeat the id a previous attempt returned or its error named, and "
+        "the save is stored once whatever became of that attempt. You may also choose it (1 to 64 "
+        "ASCII letters, digits, '.', '_', ':' or '-', e.g. your application's message id); a new one "
+        "for every new save. Omit it and the server makes one.",
+        pattern=ID_PATTERN,
+    ),
+]
 OptionalSessionId = Annotated[
     SessionId | None,
     Field(description="The conversation's session id. Omit it to start a new session. " + SESSION_ID_WORDS),
@@ -53,10 +64,12 @@ class SessionTools:
             result = await self.store.save_turn(_or_new(session_id), turn)
         return SavedTurn.of(result)
 
-    async def save_turns(self, turns: Sequence[NewTurn], session_id: str | None = None) -> SavedTurns:
+    async def save_turns(
+        self, turns: Sequence[NewTurn], session_id: str | None = None, save_id: str | None = None
+    ) -> SavedTurns:
         """Append several turns at once, all or none; without a session id, to a new session."""
         with as_tool_errors():
-            result = await self.store.save_turns(_or_new(session_id), turns)
+            result = await self.store.save_turns(_or_new(session_id), turns, save_id)
         return SavedTurns.of(result)
 
     async def get_session(self, session_id: str, last: int | None = None) -> SessionTurns:
@@ -91,14 +104,14 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             StrictInt | None,
             Field(
                 description="When the message was written, in milliseconds since the Unix epoch. "
-                "Omit it to use the server's clock. Pass it (or, when retrying, the timestamp a "
-                "previous attempt returned or reported) to make a retry safe.",
+                "Omit it to use the server's clock.",
                 ge=0,
                 le=MAX_SAFE_INTEGER,
             ),
         ] = None,
+        id: SaveId = None,
     ) -> SavedTurn:
-        turn = NewTurn(role=role, content=content, timestamp=timestamp)
+        turn = NewTurn(role=role, content=content, timestamp=timestamp, id=id)
         return await SessionTools(stores()).save_turn(turn, session_id)
 
     class TurnToSave(BaseModel):
@@ -111,7 +124,7 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
         )
         timestamp: int | None = Field(
             default=None,
-            description="When it was written, ms since the Unix epoch; pass it to make a retry safe.",
+            description="When it was written, ms since the Unix epoch. Omit it to use the server's clock.",
             ge=0,
             le=MAX_SAFE_INTEGER,
         )
@@ -126,9 +139,10 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             ),
         ],
         session_id: OptionalSessionId = None,
+        id: SaveId = None,
     ) -> SavedTurns:
         new_turns = [NewTurn(role=t.role, content=t.content, timestamp=t.timestamp) for t in turns]
-        return await SessionTools(stores()).save_turns(new_turns, session_id)
+        return await SessionTools(stores()).save_turns(new_turns, session_id, id)
 
     async def get_session(
         session_id: SessionId,
@@ -150,12 +164,13 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "memory. Call it once per message you want remembered, in the order they happened. "
             "Omit session_id for the first message of a new conversation: a new session is created "
             "and its id returned; keep that id and pass it to every later call for this conversation. "
-            f"A session lasts {expiry} after its last save. A retry is recognised only by its "
-            "timestamp: saving the same role, content and timestamp again changes nothing, so to "
-            "retry a failed call, pass the timestamp it returned or its error reported. It is "
-            f"recognised while that turn is among the session's newest {RETRY_WINDOW_BYTES // 1024} KiB "
-            "(so retry soon, not after dozens of newer messages). Calls without a timestamp are "
-            "never merged: two equal messages are two turns."
+            f"A session lasts {expiry} after its last save. Every save has an id, returned in the "
+            "result and named in the error when the store could not be reached: to retry, repeat the "
+            "same call with that id, and the turn is stored once, whatever became of the first "
+            f"attempt. A retry is recognised while that turn is among the session's newest "
+            f"{RETRY_WINDOW_BYTES // 1024} KiB (so retry soon, not after dozens of newer messages). "
+            "Saving the same role, content and timestamp again also changes nothing. Otherwise calls "
+            "are never merged: two equal messages are two turns."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
@@ -168,12 +183,12 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "Append several turns to a conversation's session at once, in order, atomically: all are "
             "saved or none is. Omit session_id to start a new session. Use it for an exchange (the "
             "user's message and your reply) instead of two save_turn calls: one "
-            f"call, one store round trip. At most {MAX_BATCH_TURNS} turns. Each turn follows "
-            "save_turn's rules: with a timestamp, a turn equal to a saved one (same role, content "
-            "and timestamp) is a retry and is not saved again; without one, the server's clock is "
-            "used and equal messages are never merged. The result gives each turn's timestamp: "
-            "repeat those when retrying, soon (a retry is recognised while its turns are among the "
-            f"session's newest {RETRY_WINDOW_BYTES // 1024} KiB)."
+            f"call, one store round trip. At most {MAX_BATCH_TURNS} turns. Retries follow "
+            "save_turn's rules: repeat the same call with the id the result gave or the error named, "
+            "soon (it is recognised while its turns are among the session's newest "
+            f"{RETRY_WINDOW_BYTES // 1024} KiB), and the turns are stored once. With a timestamp, a "
+            "turn equal to a saved one (same role, content and timestamp) is not saved again; without "
+            "one, the server's clock is used and equal messages are never merged."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False

@@ -77,10 +77,13 @@ async def test_a_long_session_is_extended_without_rewriting_a_byte_before_its_en
     key = f"{key_prefix}session:s1"
     value = encode_session(filler(300))
     raw.set(key, value)
-    result = await store.save_turns("s1", [turn("a", 1), turn("b", 2)])
+    result = await store.save_turns("s1", [turn("a", 1), turn("b", 2)], "ab")
     assert [t.stored for t in result.turns] == [True, True]
     if backend != "sqlite":
-        added = ',{"role":"user","content":"a","timestamp":1},{"role":"user","content":"b","timestamp":2}]'
+        added = (
+            ',{"role":"user","content":"a","timestamp":1,"id":"ab#0"}'
+            ',{"role":"user","content":"b","timestamp":2,"id":"ab#1"}]'
+        )
         assert raw.get(key) == (value[:-1] + added).encode()
     assert [t.content for t in (await store.get_session("s1"))[-2:]] == ["a", "b"]
 
@@ -206,8 +209,8 @@ def test_an_equal_turn_counts_as_the_sessions_first_only_when_the_head_was_read(
     def states(value: str) -> list[int]:
         key = f"{key_prefix}session:{len(value)}"
         client.set(key, value)
-        args = ["60", str(16 * MiB), '{"role":"user","content":"first","timestamp":', "1", "keep"]
-        reply = client.eval(script.source, 1, key, *args)
+        args = ["60", str(16 * MiB), "0", '{"role":"user","content":"first","timestamp":', "1", "keep", "a1"]
+        reply = client.eval(script.source, 2, key, key + ":deleted", *args)
         return [int(state) for state in reply[3::2]]
 
     short = "[" + first + "]"

@@ -37,6 +37,7 @@ from tests.support.json_values import (
     NEW_CONTENT,
     ROLES,
     WHITESPACE,
+    StoredTurn,
     Turn,
     oracle,
     stored_values,
@@ -78,8 +79,11 @@ def backend(
         portal.call(store.aclose)
 
 
-def as_turns(turns: list[Turn]) -> list[ChatTurn]:
-    return [ChatTurn(role=role, content=content, timestamp=ts) for role, content, ts in turns]  # type: ignore[arg-type]
+def as_turns(turns: list[StoredTurn]) -> list[ChatTurn]:
+    return [
+        ChatTurn(role=role, content=content, timestamp=ts, id=turn_id)  # type: ignore[arg-type]
+        for role, content, ts, turn_id in turns
+    ]
 
 
 def read(backend: Backend, session_id: str, last: int | None = None) -> list[ChatTurn] | CorruptSessionError:
@@ -90,10 +94,10 @@ def read(backend: Backend, session_id: str, last: int | None = None) -> list[Cha
 
 
 @st.composite
-def new_turns(draw: st.DrawFn, existing: list[Turn] | None) -> NewTurn:
+def new_turns(draw: st.DrawFn, existing: list[StoredTurn] | None) -> NewTurn:
     """A turn to save: often equal to a stored one (a retry, or equal text without a timestamp)."""
     if existing and draw(st.booleans()):
-        role, content, timestamp = draw(st.sampled_from(existing))
+        role, content, timestamp, _ = draw(st.sampled_from(existing))
         if "\ufffd" not in content or draw(st.booleans()):
             return NewTurn(role=role, content=content, timestamp=draw(st.sampled_from([timestamp, None])))  # type: ignore[arg-type]
     return NewTurn(
@@ -190,19 +194,21 @@ def check_against_the_oracle(backend: Backend, data: st.DataObject, value: str) 
         return
 
     saved: Turn = (turn.role, turn.content, result.timestamp)
-    text = stringify(saved)
+    text = stringify(saved, result.id)
     if turn.timestamp is not None:
         assert result.timestamp == turn.timestamp
-        # One identity rule: an equal turn in JSON.stringify's layout makes this a retry,
-        # when it lies among the value's newest WINDOW bytes. A longer value may hold older
-        # equal turns, which the save does not read.
-        if backend.name == "sqlite" or text in newest_bytes(value):
-            assert result.stored is (text not in value), (value, turn)
-        elif text not in value:
+        # With a timestamp, an equal turn (whatever its id) in JSON.stringify's layout makes this
+        # a retry, when it lies among the value's newest WINDOW bytes. A longer value may hold
+        # older equal turns, which the save does not read.
+        if backend.name == "sqlite" or holds_equal_turn(newest_bytes(value), saved):
+            assert result.stored is not holds_equal_turn(value, saved), (value, turn)
+        elif not holds_equal_turn(value, saved):
             assert result.stored is True, (value, turn)
     else:
         assert result.stored, "a turn without a timestamp was merged with another"
-        assert text not in newest_bytes(value), "the server's stamp collides with an equal turn"
+        assert not holds_equal_turn(newest_bytes(value), saved), (
+            "the server's stamp collides with an equal turn"
+        )
     assert result.new_session is False
 
     if expected is None:
@@ -215,11 +221,17 @@ def check_against_the_oracle(backend: Backend, data: st.DataObject, value: str) 
             assert backend.raw.get(key) == before
         assert isinstance(read(backend, session_id), CorruptSessionError)
         return
-    after = [*expected, saved] if result.stored else expected
+    after = [*expected, (*saved, result.id)] if result.stored else expected
     assert read(backend, session_id) == as_turns(after)
     if backend.name != "sqlite" and result.stored:
         separator = "," if expected else ""
         assert backend.raw.get(key) == appended(value, separator + text)
+
+
+def holds_equal_turn(value: str, turn: Turn) -> bool:
+    """Whether `value` holds `turn` as JSON.stringify writes it, with or without an id."""
+    head = stringify(turn)[:-1]
+    return head + "}" in value or head + ',"id":' in value
 
 
 def newest_bytes(value: str) -> str:

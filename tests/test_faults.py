@@ -4,6 +4,7 @@ and no stored turn is lost or doubled."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -15,6 +16,7 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
+import memory.rules as planning
 from localservers.gateway import Fault, UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env
 from localservers.raw import RedisRaw
@@ -23,6 +25,7 @@ from server.app import build_server
 from server.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.sqlite_lock import locked_by_another_process
+from tests.support.turns import without_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -111,6 +114,59 @@ async def test_gateway_goes_away_and_comes_back(upstash_client: Client, gateway:
     assert await contents(upstash_client) == ["before", "after"]
 
 
+async def save_unstamped(client: Client, content: str, save_id: str | None = None) -> str:
+    """A save without a timestamp, as a model makes it: 'ok', or the error text."""
+    arguments = {"session_id": "faulty", "role": "user", "content": content}
+    if save_id is not None:
+        arguments["id"] = save_id
+    return outcome(await client.call_tool("save_turn", arguments))
+
+
+def id_to_retry_with(error: str) -> str:
+    found = re.search(r'retry the same call with id "([A-Za-z0-9._:-]+)"', error)
+    assert found, error
+    return found.group(1)
+
+
+async def test_a_save_that_executes_late_and_its_retry_store_the_turn_once(
+    upstash_client: Client, gateway: UpstashGateway
+) -> None:
+    # 1. The save reaches the store only after its deadline: the client gets an error naming its id.
+    gateway.inject(Fault.EXECUTE_LATE, seconds=TIMEOUT * 4)
+    error = await save_unstamped(upstash_client, "once")
+    assert "Store unavailable" in error
+    # 2. The client retries as told, and this attempt lands first.
+    assert await save_unstamped(upstash_client, "once", id_to_retry_with(error)) == "ok"
+    # 3. The original executes late: it finds its own turn.
+    gateway.wait_idle()
+    assert await contents(upstash_client) == ["before", "once"]
+
+
+async def test_a_save_that_executes_after_a_delete_leaves_the_session_deleted(
+    upstash_client: Client, gateway: UpstashGateway
+) -> None:
+    gateway.inject(Fault.EXECUTE_LATE, seconds=TIMEOUT * 4)
+    assert "Store unavailable" in await save_unstamped(upstash_client, "said before the delete")
+    deleted = await upstash_client.call_tool("delete_session", {"session_id": "faulty"})
+    assert deleted.structured_content == {"session_id": "faulty", "deleted": True}
+    gateway.wait_idle()  # the late save has run
+    assert await contents(upstash_client) == []
+    assert await save_unstamped(upstash_client, "a new start") == "ok"
+    assert await contents(upstash_client) == ["a new start"]
+
+
+async def test_a_retry_after_a_failure_that_never_ran_is_not_taken_for_an_equal_message(
+    upstash_client: Client, gateway: UpstashGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another server process stamped an equal message in the same millisecond; this server's own
+    # retry (the first attempt got a 500 and never ran) must store its message, not find that one.
+    monkeypatch.setattr(planning, "server_stamp", lambda: 1_800_000_000_000)
+    assert await save_unstamped(upstash_client, "ok") == "ok"
+    gateway.inject(Fault.HTML_500)
+    assert await save_unstamped(upstash_client, "ok") == "ok"
+    assert await contents(upstash_client) == ["before", "ok", "ok"]
+
+
 # -- SQLite ---------------------------------------------------------------------------------
 
 
@@ -162,4 +218,6 @@ async def test_sqlite_read_only_gives_a_clear_error_at_start_and_loses_nothing(
     assert str(settings.sqlite_path) in finished.stderr
     assert "Traceback" not in finished.stderr
     async with open_store(settings) as store:
-        assert await store.get_session("faulty") == [ChatTurn(role="user", content="before", timestamp=1)]
+        assert without_ids(await store.get_session("faulty")) == [
+            ChatTurn(role="user", content="before", timestamp=1)
+        ]

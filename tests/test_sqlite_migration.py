@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from localservers.raw import SQLiteRaw
-from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreConfig, open_store
+from memory import ChatTurn, CorruptSessionError, NewTurn, SessionStore, StoreConfig, StoreError, open_store
+from memory.sqlite_file import LAYOUT_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -27,6 +28,8 @@ LEGACY_SCHEMA = (
     "CREATE INDEX sessions_expires_at ON sessions (expires_at);"
 )
 FAR_FUTURE = 4_102_444_800_000
+LAYOUT_2_FIXTURE = Path(__file__).parent / "fixtures" / "sessions-layout-2.sqlite3"
+CURRENT_TABLES = {"conversations", "turns", "unreadable_sessions", "deleted_sessions"}
 
 
 def settings_for(path: Path) -> StoreConfig:
@@ -68,10 +71,7 @@ async def test_every_session_of_a_0_1_0_file_reads_the_same_after_migration(
     assert await migrated.get_session("spaced") == [ChatTurn(role="user", content="café", timestamp=5)]
     assert await migrated.get_session("empty") == []
     assert await migrated.get_session("expired") == []
-    assert layout(tmp_path / "sessions.sqlite3") == (
-        2,
-        {"conversations", "turns", "unreadable_sessions"},
-    )
+    assert layout(tmp_path / "sessions.sqlite3") == (LAYOUT_VERSION, CURRENT_TABLES)
 
 
 async def test_a_migrated_session_keeps_its_rules(migrated: SessionStore, tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ async def test_a_migration_killed_half_way_leaves_the_file_whole_and_finishes_ne
     timed = tmp_path / "timed.sqlite3"
     shutil.copy(original, timed)
     duration = open_in_a_process(timed, kill_after=None)
-    assert layout(timed)[0] == 2
+    assert layout(timed)[0] == LAYOUT_VERSION
 
     interrupted = 0
     for fraction in (0.1, 0.3, 0.6, 0.9):
@@ -175,13 +175,13 @@ async def test_a_migration_killed_half_way_leaves_the_file_whole_and_finishes_ne
                 rows = dict(connection.execute("SELECT key, value FROM sessions").fetchall())
             assert rows == values, "an interrupted migration changed the 0.1.0 data"
         else:
-            assert version == 2
+            assert version == LAYOUT_VERSION
             assert "sessions" not in tables
         async with open_store(settings_for(path)) as store:
             for key in ("session:s0", "session:s777", "session:s1499"):
                 expected = [ChatTurn.model_validate(turn) for turn in json.loads(values[key])]
                 assert await store.get_session(key.removeprefix("session:")) == expected
-        assert layout(path) == (2, {"conversations", "turns", "unreadable_sessions"})
+        assert layout(path) == (LAYOUT_VERSION, CURRENT_TABLES)
     assert interrupted >= 1, f"no kill landed inside the {duration:.2f} s migration"
 
 
@@ -206,3 +206,39 @@ async def test_0_1_0_values_that_are_blobs_or_not_utf8_migrate_without_stopping_
         with pytest.raises(CorruptSessionError, match="not valid JSON at character 0"):
             await store.get_session("junk")
     assert SQLiteRaw(path).get("session:junk") == b"\x00\xfe"
+
+
+# -- layout 2 (no turn ids, no deletion markers) -------------------------------------------
+
+
+async def test_a_layout_2_file_gains_ids_and_deletion_markers_and_keeps_every_turn(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    shutil.copy(LAYOUT_2_FIXTURE, path)
+    assert layout(path)[0] == 2
+    async with open_store(settings_for(path)) as store:
+        turns = await store.get_session("layout-2")
+        assert [t.content for t in turns] == [f"turn {i} héllo 👋" for i in range(6)] + [
+            "stamped by the server"
+        ]
+        assert [t.id for t in turns] == [None] * 7
+        assert turns[1] == ChatTurn(role="assistant", content="turn 1 héllo 👋", timestamp=1_750_000_000_001)
+        # Turns stored before ids are still recognised by their timestamp; new ones carry their id.
+        repeat = await store.save_turn(
+            "layout-2", NewTurn(role="user", content="turn 0 héllo 👋", timestamp=turns[0].timestamp)
+        )
+        assert repeat.stored is False
+        added = await store.save_turn("layout-2", NewTurn(role="user", content="after the migration"))
+        assert (await store.get_session("layout-2", last=1))[0].id == added.id
+        assert await store.delete_session("other") is True
+    assert layout(path) == (LAYOUT_VERSION, CURRENT_TABLES)
+
+
+async def test_a_file_of_a_later_layout_is_refused_by_name_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    shutil.copy(LAYOUT_2_FIXTURE, path)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute(f"PRAGMA user_version = {LAYOUT_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=f"has layout {LAYOUT_VERSION + 1}, written by a later version"):
+        await open_store(settings_for(path))
+    assert path.read_bytes() == before

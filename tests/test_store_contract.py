@@ -19,6 +19,7 @@ from memory import (
     open_store,
 )
 from tests.conftest import SettingsFactory
+from tests.support.turns import without_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +42,7 @@ async def test_saved_turns_come_back_oldest_first(store: SessionStore) -> None:
         assert result.session_id == "s1"
         assert result.new_session is (count == 1)
         assert result.timestamp == saved.timestamp
-    assert await store.get_session("s1") == turns
+    assert without_ids(await store.get_session("s1")) == turns
 
 
 async def test_save_reports_expiry_seven_days_ahead(store: SessionStore) -> None:
@@ -54,8 +55,8 @@ async def test_last_returns_only_the_newest_turns(store: SessionStore) -> None:
     turns = [turn(f"m{i}", 1_700_000_000_000 + i) for i in range(6)]
     for saved in turns:
         await store.save_turn("s1", saved)
-    assert await store.get_session("s1", last=2) == turns[-2:]
-    assert await store.get_session("s1", last=100) == turns
+    assert without_ids(await store.get_session("s1", last=2)) == turns[-2:]
+    assert without_ids(await store.get_session("s1", last=100)) == turns
 
 
 @pytest.mark.parametrize("last", [0, -3])
@@ -83,7 +84,7 @@ async def test_same_turn_saved_twice_is_stored_once(store: SessionStore) -> None
     again = await store.save_turn("s1", turn("hello"))
     assert (first.stored, again.stored) == (True, False)
     assert again.timestamp == first.timestamp
-    assert await store.get_session("s1") == [turn("hello")]
+    assert without_ids(await store.get_session("s1")) == [turn("hello")]
 
 
 async def test_turns_differing_only_in_role_or_timestamp_are_distinct(store: SessionStore) -> None:
@@ -96,17 +97,17 @@ async def test_turns_differing_only_in_role_or_timestamp_are_distinct(store: Ses
 async def test_unicode_and_control_characters_round_trip(store: SessionStore) -> None:
     content = 'héllo 👋 "quoted" \\ back\nslash\ttab \x01\x7f \u2028 {"role":"user"} ends with \\'
     await store.save_turn("s1", turn(content))
-    assert await store.get_session("s1") == [turn(content)]
+    assert without_ids(await store.get_session("s1")) == [turn(content)]
 
 
 async def test_stored_value_is_the_design_notes_compact_json(
     store: SessionStore, raw: RawAccess, key_prefix: str
 ) -> None:
-    await store.save_turn("s1", turn('say "hi"\n', 1_700_000_000_000, "user"))
-    await store.save_turn("s1", turn("héllo", 1_700_000_000_001, "assistant"))
+    await store.save_turns("s1", [turn('say "hi"\n', 1_700_000_000_000, "user")], "m-1")
+    await store.save_turns("s1", [turn("héllo", 1_700_000_000_001, "assistant")], "m-2")
     expected = (
-        '[{"role":"user","content":"say \\"hi\\"\\n","timestamp":1700000000000},'
-        '{"role":"assistant","content":"héllo","timestamp":1700000000001}]'
+        '[{"role":"user","content":"say \\"hi\\"\\n","timestamp":1700000000000,"id":"m-1"},'
+        '{"role":"assistant","content":"héllo","timestamp":1700000000001,"id":"m-2"}]'
     )
     assert raw.get(f"{key_prefix}session:s1") == expected.encode()
 
@@ -145,7 +146,7 @@ async def test_expired_session_reads_as_empty_and_starts_afresh(
         assert await store.get_session("s1") == []
         result = await store.save_turn("s1", turn("new"))
         assert result.new_session
-        assert await store.get_session("s1") == [turn("new")]
+        assert without_ids(await store.get_session("s1")) == [turn("new")]
 
 
 async def test_key_prefix_is_prepended_to_the_design_notes_key(
@@ -194,7 +195,7 @@ async def test_content_over_the_limit_is_refused_and_nothing_is_stored(
         await store.save_turn("s1", turn("0123456789"))
         with pytest.raises(TurnTooLargeError, match="11 characters; the maximum is 10"):
             await store.save_turn("s1", turn("0123456789x", 2))
-        assert await store.get_session("s1") == [turn("0123456789")]
+        assert without_ids(await store.get_session("s1")) == [turn("0123456789")]
 
 
 async def test_save_past_the_session_size_limit_is_refused_and_the_value_kept(
@@ -271,13 +272,13 @@ async def test_readable_variants_of_a_session_are_accepted(
     # Another writer may use spaces, newlines or another key order; the value is still a session.
     key = f"{key_prefix}session:s1"
     raw.set(key, '[\n  {"timestamp": 5, "content": "caf\\u00e9", "role": "assistant"}\n]\n')
-    assert await store.get_session("s1") == [turn("café", 5, "assistant")]
+    assert without_ids(await store.get_session("s1")) == [turn("café", 5, "assistant")]
     result = await store.save_turn("s1", turn("next", 6))
     assert (result.stored, result.new_session) == (True, False)
-    assert await store.get_session("s1") == [turn("café", 5, "assistant"), turn("next", 6)]
+    assert without_ids(await store.get_session("s1")) == [turn("café", 5, "assistant"), turn("next", 6)]
     assert json.loads(raw.get(key) or b"") == [
         {"timestamp": 5, "content": "café", "role": "assistant"},
-        {"role": "user", "content": "next", "timestamp": 6},
+        {"role": "user", "content": "next", "timestamp": 6, "id": result.id},
     ]
 
 
@@ -285,16 +286,17 @@ async def test_a_repeated_field_takes_its_last_value_as_json_parse_does(
     store: SessionStore, raw: RawAccess, key_prefix: str
 ) -> None:
     raw.set(f"{key_prefix}session:s1", '[{"role":"user","content":"x","timestamp":1,"role":"assistant"}]')
-    assert await store.get_session("s1") == [turn("x", 1, "assistant")]
+    assert without_ids(await store.get_session("s1")) == [turn("x", 1, "assistant")]
     assert (await store.save_turn("s1", turn("y", 2))).stored
-    assert await store.get_session("s1") == [turn("x", 1, "assistant"), turn("y", 2)]
+    assert without_ids(await store.get_session("s1")) == [turn("x", 1, "assistant"), turn("y", 2)]
 
 
 async def test_empty_array_is_an_empty_session(store: SessionStore, raw: RawAccess, key_prefix: str) -> None:
     raw.set(f"{key_prefix}session:s1", "[]")
     assert await store.get_session("s1") == []
-    result = await store.save_turn("s1", turn("first"))
-    assert (result.stored, result.new_session) == (True, False)
+    result = await store.save_turns("s1", [turn("first")], "m-1")
+    assert (result.new_session, result.turns[0].stored) == (False, True)
     assert (
-        raw.get(f"{key_prefix}session:s1") == b'[{"role":"user","content":"first","timestamp":1700000000000}]'
+        raw.get(f"{key_prefix}session:s1")
+        == b'[{"role":"user","content":"first","timestamp":1700000000000,"id":"m-1"}]'
     )

@@ -16,6 +16,7 @@ ROLES = ("user", "assistant")
 MAX_SAFE_INTEGER = 2**53 - 1
 WHITESPACE = " \t\n\r"
 Turn = tuple[str, str, int]  # (role, content, timestamp)
+StoredTurn = tuple[str, str, int, str | None]  # and the id of the save that stored it, if any
 
 # Characters that stress a JSON scanner: quotes, backslashes, brackets, controls, separators
 # that are legal in JSON strings but not in JavaScript source, non-BMP text, lone surrogates.
@@ -27,7 +28,7 @@ NEW_CONTENT = st.text(st.one_of(st.sampled_from(_SAVABLE), _ANY_CHARACTER), max_
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def oracle(value: str) -> list[Turn] | None:
+def oracle(value: str) -> list[StoredTurn] | None:
     """What the TypeScript layer reads (JSON.parse, then the turn schema), or None if it is no session.
 
     Written apart from the memory layer's reader, so that the two can disagree.
@@ -44,7 +45,9 @@ def oracle(value: str) -> list[Turn] | None:
         return None
     turns = []
     for item in parsed:
-        if not isinstance(item, dict) or set(item) != {"role", "content", "timestamp"}:
+        if not isinstance(item, dict) or set(item) - {"id"} != {"role", "content", "timestamp"}:
+            return None
+        if not isinstance(item.get("id"), (str, type(None))):  # the id of the save that stored it
             return None
         role, content, timestamp = item["role"], item["content"], item["timestamp"]
         if role not in ROLES or not isinstance(content, str):
@@ -53,16 +56,20 @@ def oracle(value: str) -> list[Turn] | None:
             return None
         if timestamp != math.floor(timestamp) or not 0 <= timestamp <= MAX_SAFE_INTEGER:
             return None
-        turns.append((role, _LONE_SURROGATE.sub("\ufffd", content), int(timestamp)))
+        turn_id = item.get("id")
+        if turn_id is not None:
+            turn_id = _LONE_SURROGATE.sub("\ufffd", turn_id)
+        turns.append((role, _LONE_SURROGATE.sub("\ufffd", content), int(timestamp), turn_id))
     return turns
 
 
-def stringify(turn: Turn) -> str:
-    """JSON.stringify({role, content, timestamp}): the layout equal turns are found in."""
+def stringify(turn: Turn, turn_id: str | None = None) -> str:
+    """JSON.stringify({role, content, timestamp, id}): the layout equal turns are found in."""
     role, content, timestamp = turn
-    return json.dumps(
-        {"role": role, "content": content, "timestamp": timestamp}, ensure_ascii=False, separators=(",", ":")
-    )
+    fields: dict[str, Any] = {"role": role, "content": content, "timestamp": timestamp}
+    if turn_id is not None:
+        fields["id"] = turn_id
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,9 @@ _BAD_FIELDS: list[tuple[str, Any]] = [
     ("timestamp", MAX_SAFE_INTEGER + 1),
     ("timestamp", True),
     ("extra", 1),
+    ("id", 5),
+    ("id", False),
+    ("id", ["x"]),
 ]
 
 
@@ -165,10 +175,13 @@ _BAD_FIELDS: list[tuple[str, Any]] = [
 def stored_values(draw: st.DrawFn) -> str:
     """A value another writer could have left at a session key: usually a session, sometimes not."""
     rnd = draw(st.randoms(use_true_random=False))
-    turns = [
+    turns: list[dict[str, Any]] = [
         {"role": draw(st.sampled_from(ROLES)), "content": draw(CONTENT), "timestamp": draw(_TIMESTAMPS)}
         for _ in range(draw(st.integers(0, 6)))
     ]
+    for fields in turns:  # turns this server stored carry their save's id; a few writers' null
+        if draw(st.integers(0, 2)) == 0:
+            fields["id"] = draw(st.one_of(_IDS, CONTENT, st.none()))
     if turns and draw(st.integers(0, 9)) == 0:  # a turn that JSON.parse reads but the schema refuses
         bad = rnd.choice(turns)
         name, value = rnd.choice(_BAD_FIELDS)
@@ -188,6 +201,7 @@ def stored_values(draw: st.DrawFn) -> str:
     return value
 
 
+_IDS = st.from_regex(r"[A-Za-z0-9._:-]{1,64}(#[0-9]{1,3})?", fullmatch=True)
 _TIMESTAMPS = st.one_of(
     st.integers(0, 2_000_000_000_000), st.sampled_from([0, 1, 1_732_540_000_000, MAX_SAFE_INTEGER])
 )
