@@ -24,6 +24,7 @@ from memory import (
     ChatTurn,
     NewTurn,
     SaveResult,
+    SessionPage,
     SessionStore,
     TurnOutcome,
     new_save_id,
@@ -73,6 +74,12 @@ class NoopStore:
 
     async def delete_session(self, session_id: str) -> bool:
         return True
+
+    async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        return SessionPage(sessions=[], next_cursor=None)
+
+    async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
+        return []
 
     async def check(self, timeout_seconds: float | None = None) -> None:
         return None

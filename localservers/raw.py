@@ -90,7 +90,7 @@ class SQLiteRaw:
             connection.execute("BEGIN IMMEDIATE")
             for table in ("conversations", "turns", "unreadable_sessions"):
                 connection.execute(f"DELETE FROM {table} WHERE key = ?", (key,))
-            import_value(connection, key, value, expires_at)
+            import_value(connection, key, value, expires_at, updated_at=time.time_ns() // 1_000_000)
             connection.execute("COMMIT")
 
     def expire_now(self, key: str) -> None:

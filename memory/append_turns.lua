@@ -4,11 +4,16 @@
 -- KEYS[1]  the session key
 -- KEYS[2]  its deletion marker: the time of its last delete, kept for a while (read only
 --          when the session does not exist)
+-- KEYS[3]  optional: the key space's session index, a sorted set of session ids scored by
+--          their last save, where the session's score becomes the save's time
+-- KEYS[4]  with KEYS[3]: the key space's session titles, a hash, set when the session is created
 -- ARGV[1]  TTL in seconds, reset by every save
 -- ARGV[2]  maximum size of the stored value, in bytes
 -- ARGV[3]  when the save began, in ms since the epoch: a save that began before the last
---          delete does not create the session again
--- ARGV[4…] four arguments per new turn, in order:
+--          delete does not create the session again; its score in the index
+-- ARGV[4]  the session id, as the index lists it
+-- ARGV[5]  the session's title, if this save creates it ('' for none)
+-- ARGV[6…] four arguments per new turn, in order:
 --            its JSON text up to the timestamp: {"role":"…","content":"…","timestamp":
 --            its timestamp, in decimal
 --            'keep': the caller chose the timestamp, so an equal stored turn (same role,
@@ -423,6 +428,15 @@ local function append_point(s, whole)
 end
 
 local key, marker, ttl, max_bytes, started = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local FIRST_TURN = 6
+
+-- A saved session's entry in the index: its last save (never moved back by a save that
+-- arrives late), and its title when this save created it.
+local function index(created_now)
+  if not KEYS[3] then return end
+  redis.call('ZADD', KEYS[3], 'GT', ARGV[3], ARGV[4])
+  if created_now and ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[5]) end
+end
 
 local value = redis.call('GETRANGE', key, -WINDOW, -1)
 local short = #value < WINDOW -- the whole value ('' for a missing key)
@@ -487,14 +501,14 @@ end
 -- again for every turn.
 local added, added_texts, added_stamps = {}, {}, {}
 local reply = { 'saved', created and 1 or 0 }
-for n = 4, #ARGV, 4 do
+for n = FIRST_TURN, #ARGV, 4 do
   local prefix, stamp, mode, id = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2], ARGV[n + 3]
   local suffix = ',"id":"' .. id .. '"}'
   local state = 1
   local at = find(value, suffix, 1, true)
   if at then
     local stored, start = turn_with_id(prefix, at)
-    if not stored then return { 'id_taken', (n - 4) / 4 } end
+    if not stored then return { 'id_taken', (n - FIRST_TURN) / 4 } end
     stamp, state = stored, (open and start == open + 1) and 2 or 0
   elseif mode == 'keep' then
     local text = prefix .. format('%.0f', stamp)
@@ -525,7 +539,10 @@ for n = 4, #ARGV, 4 do
 end
 
 if #added == 0 then
-  if not created then redis.call('EXPIRE', key, ttl) end
+  if not created then
+    redis.call('EXPIRE', key, ttl)
+    index(false)
+  end
   return reply
 end
 
@@ -533,6 +550,7 @@ local tail = (empty and '' or ',') .. table.concat(added, ',') .. ']'
 if created then
   if #tail + 1 > max_bytes then return { 'session_full', 0 } end
   if not redis.call('SET', key, '[' .. tail, 'EX', ttl, 'NX') then return { 'not_a_session', 0 } end
+  index(true)
   return reply
 end
 -- The closing bracket's offset in the stored value, counted from 0.
@@ -548,4 +566,5 @@ else
   redis.call('SETRANGE', key, at, tail)
   redis.call('EXPIRE', key, ttl)
 end
+index(false)
 return reply

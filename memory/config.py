@@ -43,6 +43,9 @@ class StoreConfig(BaseModel):
     max_session_bytes: int = Field(default=1_048_576, ge=1024)
     store_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     store_retries: int = Field(default=2, ge=0, le=10)
+    # A small index of each key space's sessions, kept by every save: what lists them. Off, a
+    # save on Upstash costs one billed command less, and sessions cannot be listed.
+    session_index: bool = True
 
     @field_validator("upstash_redis_rest_url")
     @classmethod

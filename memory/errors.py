@@ -42,6 +42,10 @@ class SessionFullError(SessionMemoryError):
     """Appending the turn would make the stored session larger than allowed."""
 
 
+class SessionIndexOffError(SessionMemoryError):
+    """Sessions cannot be listed: this server keeps no session index."""
+
+
 class SessionDeletedError(SessionMemoryError):
     """The session was deleted after the save began; nothing was stored."""
 
@@ -90,6 +94,20 @@ def deleted_during_save(session_id: str) -> SessionDeletedError:
         f"session {session_id!r} was deleted after this save began, so the save was not stored "
         "(a save under way when a session is deleted never brings it back); save again to start "
         "the session anew"
+    )
+
+
+def index_off() -> SessionIndexOffError:
+    return SessionIndexOffError(
+        "this server keeps no session index (SESSION_INDEX=off), so it cannot list sessions; "
+        "a session can still be read by its id"
+    )
+
+
+def invalid_cursor() -> InvalidRequestError:
+    return InvalidRequestError(
+        "the cursor is not one this server handed out for this list (it is malformed, altered, or "
+        "from another client); start again without a cursor"
     )
 
 

@@ -113,6 +113,25 @@ class SaveResult(BaseModel):
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
 
 
+class SessionSummary(BaseModel):
+    """A session as a list of sessions shows it."""
+
+    session_id: str
+    title: str | None = Field(
+        description="The first user message of the session's first save, cut to a readable length "
+        "(None when this server did not create the session and no reindex has run since)."
+    )
+    updated_at: int = Field(description="When the session was last saved to, in ms since the epoch.")
+    expires_at: int = Field(description="When it expires unless saved to again, in ms since the epoch.")
+
+
+class SessionPage(BaseModel):
+    """One page of a list of sessions, most recently saved first."""
+
+    sessions: list[SessionSummary]
+    next_cursor: str | None = Field(description="Pass it to get the next page; None on the last page.")
+
+
 class SessionStore(Protocol):
     """Short-term chat memory: one JSON array of turns per session, with a TTL.
 
@@ -154,6 +173,20 @@ class SessionStore(Protocol):
     async def delete_session(self, session_id: str) -> bool:
         """Forget a session; False if there was none. A save that began before the delete and
         reaches the store after it does not bring the session back."""
+        ...
+
+    async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        """The sessions of this key space, most recently saved first, `limit` at a time.
+
+        A cursor stays valid while sessions are saved: every session not saved in between
+        appears once across the pages. Raises InvalidRequestError for a cursor this key space
+        did not hand out, and SessionIndexOffError when the index is off.
+        """
+        ...
+
+    async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
+        """Ids of this key space's sessions that start with `typed`, most recently saved first
+        (among the newest sessions only); [] when the index is off."""
         ...
 
     async def check(self, timeout_seconds: float | None = None) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -34,7 +35,8 @@ from memory.errors import (
     too_slow,
     unexpected_reply,
 )
-from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
+from memory.index import ListPosition, index_keys, key_space
+from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
     BaseStore,
@@ -57,6 +59,10 @@ _INITIAL_TURN_BYTES = 512
 # and at least this many bytes: cheap, and it absorbs turns far larger than the average.
 _WINDOW_MARGIN = 1.25
 _MIN_WINDOW = 4096
+
+# Completions look for the typed start among this many of the newest sessions.
+_COMPLETION_SCAN = 1000
+_PRUNE_INTERVAL_MS = 10 * 60 * 1000
 
 # Upstash runs a script under its global lock unless the script's first line says it
 # touches only the keys it is given; Redis and Valkey refuse the flag.
@@ -126,6 +132,8 @@ class RedisStore(BaseStore):
         # The most a turn this server accepts can take as stored: JSON.stringify writes a
         # character in at most 6 bytes (a \u00XX escape), plus the keys, role and timestamp.
         self._largest_turn_bytes = 6 * config.max_content_chars + 64
+        self._secret: bytes | None = None
+        self._next_prune: dict[str, int] = {}
 
     @property
     def location(self) -> str:
@@ -173,8 +181,8 @@ class RedisStore(BaseStore):
 
     async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in save.turns), len(save.turns))
-        keys = [key, deletion_marker_key(key)]
-        arguments = self._arguments(save)
+        keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
+        arguments = self._arguments(session_id, save)
         attempts = 0
 
         # A retry may follow an attempt that ran: the script then finds that attempt's turns by
@@ -188,18 +196,83 @@ class RedisStore(BaseStore):
             reply = await self._call(send)
         return self._saved(reply, session_id, save, retried=attempts > 1)
 
-    async def _delete(self, key: str) -> bool:
+    async def _delete(self, key: str, session_id: str) -> bool:
         script = lua_script("delete_session.lua", self.adapter.key_locking)
-        keys = [key, deletion_marker_key(key)]
-        arguments = [str(now_ms()), str(DELETION_MARKER_SECONDS)]
+        keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
+        arguments = [str(now_ms()), str(DELETION_MARKER_SECONDS), session_id]
         async with self._within_timeout():
             deleted = await self._call(lambda: self._eval(script, keys, arguments))
         return bool(deleted)
 
-    def _arguments(self, save: PlannedSave) -> list[str]:
+    def _index_keys(self, key: str, session_id: str) -> tuple[str, ...]:
+        return index_keys(key_space(key, session_id)) if self.config.session_index else ()
+
+    async def _list(
+        self, space: str, live_after: int, after: ListPosition | None, limit: int
+    ) -> tuple[list[SessionSummary], bool]:
+        await self._prune_if_due(space, live_after)
+        script = lua_script("list_sessions.lua", self.adapter.key_locking)
+        position = ["", ""] if after is None else [str(after.updated_at), after.session_id]
+        arguments = [str(live_after), str(limit), *position]
+        async with self._within_timeout():
+            reply = await self._call(lambda: self._eval(script, list(index_keys(space)), arguments))
+        if not isinstance(reply, list) or not reply or (len(reply) - 1) % 3:
+            raise StoreError("the store answered the list script with an unexpected reply")
+        more, *rows = reply
+        sessions = [
+            self.summary(
+                _text(rows[i]),
+                int(float(_text(rows[i + 1]))),
+                None if not rows[i + 2] else _text(rows[i + 2]),
+            )
+            for i in range(0, len(rows), 3)
+        ]
+        return sessions, more == 1
+
+    async def _ids_starting_with(self, space: str, live_after: int, typed: str, limit: int) -> list[str]:
+        index, _ = index_keys(space)
+        async with self._within_timeout():
+            newest = await self._call(
+                lambda: self.adapter.command(
+                    "ZREVRANGEBYSCORE", index, "+inf", f"({live_after}", "LIMIT", 0, _COMPLETION_SCAN
+                )
+            )
+        if not isinstance(newest, list):
+            raise unexpected_reply("ZREVRANGEBYSCORE", newest)
+        return [id for id in map(_text, newest) if id.startswith(typed)][:limit]
+
+    async def _cursor_secret(self) -> bytes:
+        if self._secret is None:
+            key = f"{self.config.key_prefix}cursor-secret"
+            async with self._within_timeout():
+                await self._call(lambda: self.adapter.command("SET", key, secrets.token_hex(32), "NX"))
+                value = await self._call(lambda: self.adapter.command("GET", key))
+            if not isinstance(value, (str, bytes)):
+                raise unexpected_reply("GET", value)
+            self._secret = _text(value).encode()
+        return self._secret
+
+    async def _prune_if_due(self, space: str, live_after: int) -> None:
+        # Expired sessions are never listed (the list reads only live scores); this only gives
+        # the index's space back, so it runs at most once in a while per key space.
+        now = now_ms()
+        if self._next_prune.get(space, 0) > now:
+            return
+        self._next_prune[space] = now + _PRUNE_INTERVAL_MS
+        script = lua_script("prune_index.lua", self.adapter.key_locking)
+        async with self._within_timeout():
+            await self._call(lambda: self._eval(script, list(index_keys(space)), [str(live_after), "1000"]))
+
+    def _arguments(self, session_id: str, save: PlannedSave) -> list[str]:
         """ARGV for the append script, in the order it reads them."""
         config = self.config
-        arguments = [str(config.session_ttl_seconds), str(config.max_session_bytes), str(save.started_at)]
+        arguments = [
+            str(config.session_ttl_seconds),
+            str(config.max_session_bytes),
+            str(save.started_at),
+            session_id,
+            save.title or "",
+        ]
         for turn in save.turns:
             arguments += [turn.prefix, str(turn.timestamp), turn.mode, turn.id]
         return arguments
@@ -308,3 +381,8 @@ class RedisStore(BaseStore):
                 logger.debug("retrying after %s", type(exc).__name__)
             attempt += 1
             await anyio.sleep(0.05 * 2**attempt)
+
+
+def _text(value: object) -> str:
+    """A reply item as text, whichever client decoded it."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

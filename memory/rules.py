@@ -27,7 +27,15 @@ from memory.errors import (
     StoreUnavailableError,
     TurnTooLargeError,
     corrupt,
+    index_off,
     unavailable_during_save,
+)
+from memory.index import (
+    ListPosition,
+    check_page_size,
+    decode_cursor,
+    encode_cursor,
+    session_title,
 )
 from memory.models import (
     ID_PATTERN,
@@ -40,7 +48,9 @@ from memory.models import (
     NewTurn,
     Role,
     SaveResult,
+    SessionPage,
     SessionStore,
+    SessionSummary,
 )
 
 # -- session ids and keys ------------------------------------------------------------------------
@@ -330,6 +340,7 @@ class PlannedSave:
     id: str
     turns: list[PlannedTurn]
     started_at: int
+    title: str | None  # the session's title, if this save creates it
 
 
 _TURN_ID = re.compile(TURN_ID_PATTERN)
@@ -380,7 +391,7 @@ def plan_save(
             f"{what} {size} bytes as stored, more than a whole session may hold "
             f"({config.max_session_bytes} bytes); nothing was saved (save fewer or shorter turns)"
         )
-    return PlannedSave(save_id, planned, started_at)
+    return PlannedSave(save_id, planned, started_at, session_title([(t.role, t.content) for t in turns]))
 
 
 def check_save_id(save_id: str) -> str:
@@ -435,8 +446,23 @@ class BaseStore(ABC):
     async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult: ...
 
     @abstractmethod
-    async def _delete(self, key: str) -> bool:
-        """Delete the session, and leave a marker that keeps a late save from creating it again."""
+    async def _delete(self, key: str, session_id: str) -> bool:
+        """Delete the session and its index entry, and leave a marker that keeps a late save from
+        creating it again."""
+
+    @abstractmethod
+    async def _list(
+        self, space: str, live_after: int, after: ListPosition | None, limit: int
+    ) -> tuple[list[SessionSummary], bool]:
+        """Up to `limit` indexed sessions of `space` saved after `live_after` (ms), from `after`
+        on, most recent first, and whether more follow."""
+
+    @abstractmethod
+    async def _ids_starting_with(self, space: str, live_after: int, typed: str, limit: int) -> list[str]: ...
+
+    @abstractmethod
+    async def _cursor_secret(self) -> bytes:
+        """A secret every server on this store shares (kept in the store), which signs cursors."""
 
     @abstractmethod
     async def check(self, timeout_seconds: float | None = None) -> None: ...
@@ -457,6 +483,12 @@ class BaseStore(ABC):
 
     async def delete_session(self, session_id: str) -> bool:
         return await self.delete_in("", session_id)
+
+    async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        return await self.list_in("", limit, cursor)
+
+    async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
+        return await self.ids_in("", typed, limit)
 
     def view(self, namespace: str) -> SessionStore:
         return StoreView(self, namespace)
@@ -490,7 +522,36 @@ class BaseStore(ABC):
             raise unavailable_during_save(exc, save.id, [turn.timestamp for turn in save.turns]) from exc
 
     async def delete_in(self, namespace: str, session_id: str) -> bool:
-        return await self._delete(self._key(namespace, session_id))
+        return await self._delete(self._key(namespace, session_id), session_id)
+
+    async def list_in(self, namespace: str, limit: int, cursor: str | None) -> SessionPage:
+        if not self.config.session_index:
+            raise index_off()
+        limit = check_page_size(limit)
+        space = self.config.key_prefix + namespace
+        after = None if cursor is None else decode_cursor(await self._cursor_secret(), space, cursor)
+        sessions, more = await self._list(space, self._live_after(), after, limit)
+        next_cursor = None
+        if more and sessions:
+            last = ListPosition(sessions[-1].updated_at, sessions[-1].session_id)
+            next_cursor = encode_cursor(await self._cursor_secret(), space, last)
+        return SessionPage(sessions=sessions, next_cursor=next_cursor)
+
+    async def ids_in(self, namespace: str, typed: str, limit: int) -> list[str]:
+        if not self.config.session_index:
+            return []
+        space = self.config.key_prefix + namespace
+        return await self._ids_starting_with(space, self._live_after(), typed, check_page_size(limit))
+
+    def _live_after(self) -> int:
+        """Sessions last saved at or before this moment (ms) have expired."""
+        return now_ms() - self.config.session_ttl_seconds * 1000
+
+    def summary(self, session_id: str, updated_at: int, title: str | None) -> SessionSummary:
+        expires_at = updated_at + self.config.session_ttl_seconds * 1000
+        return SessionSummary(
+            session_id=session_id, title=title, updated_at=updated_at, expires_at=expires_at
+        )
 
     def _key(self, namespace: str, session_id: str) -> str:
         return session_key(self.config.key_prefix + namespace, check_session_id(session_id))
@@ -525,6 +586,12 @@ class StoreView:
 
     async def delete_session(self, session_id: str) -> bool:
         return await self._store.delete_in(self.namespace, session_id)
+
+    async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
+        return await self._store.list_in(self.namespace, limit, cursor)
+
+    async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
+        return await self._store.ids_in(self.namespace, typed, limit)
 
     async def check(self, timeout_seconds: float | None = None) -> None:
         await self._store.check(timeout_seconds)

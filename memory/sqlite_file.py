@@ -14,13 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
+from memory.index import session_title
 from memory.rules import decode_session, encode_session, encode_turn
 
 logger = logging.getLogger(__name__)
 
 
-def connect(path: Path, timeout_seconds: float) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-    """The writer, with the file prepared and migrated, and the reader."""
+def connect(
+    path: Path, timeout_seconds: float, ttl_seconds: int
+) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The writer, with the file prepared and migrated, and the reader. `ttl_seconds` dates the
+    last save of sessions migrated from layouts that did not keep it."""
     prepare_private_database(path)
     opened: list[sqlite3.Connection] = []
     try:
@@ -32,7 +36,7 @@ def connect(path: Path, timeout_seconds: float) -> tuple[sqlite3.Connection, sql
         writer, reader = opened
         refuse_a_later_layout(writer)  # before WAL mode, which would change the file
         writer.execute("PRAGMA journal_mode = WAL")
-        prepare(writer)
+        prepare(writer, ttl_seconds)
         reader.execute("PRAGMA query_only = ON")
     except BaseException as exc:
         for connection in opened:
@@ -78,7 +82,7 @@ def translate(exc: sqlite3.Error) -> SessionMemoryError:
 
 # -- the layout, and the migration from 0.1.0 --------------------------------------------------
 
-# PRAGMA user_version: 0.1.0's files have 0; 2 had no turn ids and no deletion markers.
+# PRAGMA user_version: 0.1.0's files have 0; 2 had no turn ids, deletion markers or session list.
 LAYOUT_VERSION = 3
 
 SCHEMA = """
@@ -111,9 +115,20 @@ CREATE TABLE IF NOT EXISTS unreadable_sessions (
 """
 
 # What layout 3 adds: the id of the save that stored a turn (NULL for turns stored without
-# one), and the time of a session's last delete, kept a while so that a save that began
-# before it does not create the session again.
-IDS_AND_DELETIONS = """
+# one); the time of a session's last delete, kept a while so that a save that began before it
+# does not create the session again; and what lists sessions: each one's key space (prefix and
+# namespace) and id, last save and title, and the secret that signs list cursors.
+LAYOUT_3 = """
+ALTER TABLE conversations ADD COLUMN space TEXT;
+ALTER TABLE conversations ADD COLUMN session_id TEXT;
+ALTER TABLE conversations ADD COLUMN updated_at INTEGER;
+ALTER TABLE conversations ADD COLUMN title TEXT;
+CREATE INDEX IF NOT EXISTS conversations_by_last_save
+    ON conversations (space, updated_at DESC, session_id DESC);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ALTER TABLE turns ADD COLUMN id TEXT;
 CREATE INDEX IF NOT EXISTS turns_by_id ON turns (key, id);
 CREATE TABLE IF NOT EXISTS deleted_sessions (
@@ -125,7 +140,7 @@ CREATE INDEX IF NOT EXISTS deleted_sessions_expires_at ON deleted_sessions (expi
 """
 
 
-def prepare(connection: sqlite3.Connection) -> None:
+def prepare(connection: sqlite3.Connection, ttl_seconds: int) -> None:
     """Bring the file to the current layout, migrating older layouts' data in one transaction.
 
     A migration that is interrupted (a crash, a kill) is rolled back by SQLite as a whole,
@@ -141,9 +156,10 @@ def prepare(connection: sqlite3.Connection) -> None:
         if version < 2:
             _run_script(connection, SCHEMA)
         if version < LAYOUT_VERSION:
-            _run_script(connection, IDS_AND_DELETIONS)
+            _run_script(connection, LAYOUT_3)
+            _list_existing_sessions(connection, ttl_seconds)
             if _has_legacy_table(connection):
-                _migrate_legacy(connection)
+                _migrate_legacy(connection, ttl_seconds)
             connection.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
 
 
@@ -163,7 +179,9 @@ def _run_script(connection: sqlite3.Connection, script: str) -> None:
             connection.execute(statement)
 
 
-def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, expires_at: int) -> None:
+def import_value(
+    connection: sqlite3.Connection, key: str, value: str | bytes, expires_at: int, updated_at: int
+) -> None:
     """Store a session given as the JSON text other backends keep (within a transaction).
 
     A value that is not a session is kept as it was given, bytes as a BLOB, byte for byte.
@@ -174,9 +192,20 @@ def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, e
         connection.execute("INSERT INTO unreadable_sessions VALUES (?, ?, ?)", (key, value, expires_at))
         return
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    space, session_id = split_key(key)
     connection.execute(
-        "INSERT INTO conversations VALUES (?, ?, ?, ?)",
-        (key, expires_at, len(turns), len(encode_session(turns).encode("utf-8"))),
+        "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
+        "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            key,
+            expires_at,
+            len(turns),
+            len(encode_session(turns).encode("utf-8")),
+            space,
+            session_id,
+            updated_at,
+            session_title([(turn.role, turn.content) for turn in turns]),
+        ),
     )
     connection.executemany(
         "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -187,12 +216,36 @@ def import_value(connection: sqlite3.Connection, key: str, value: str | bytes, e
     )
 
 
-def _migrate_legacy(connection: sqlite3.Connection) -> None:
+def split_key(key: str) -> tuple[str | None, str | None]:
+    """A session key's key space (prefix and namespace) and session id, for a key whose space
+    was not recorded: up to its first `session:`, the only reading this server's keys allow
+    unless a key prefix holds `session:` itself. (None, None) for a key without one."""
+    space, found, session_id = key.partition("session:")
+    return (space, session_id) if found and session_id else (None, None)
+
+
+def _list_existing_sessions(connection: sqlite3.Connection, ttl_seconds: int) -> None:
+    """Give sessions of layout 2 what lists them: their key space and id, their last save (when
+    they expire, less the TTL: the closest to it the file knows), and their title."""
+    rows = connection.execute("SELECT key, expires_at FROM conversations WHERE updated_at IS NULL").fetchall()
+    for key, expires_at in rows:
+        first = connection.execute(
+            "SELECT role, content FROM turns WHERE key = ? ORDER BY seq LIMIT 50", (key,)
+        ).fetchall()
+        connection.execute(
+            "UPDATE conversations SET space = ?, session_id = ?, updated_at = ?, title = ? WHERE key = ?",
+            (*split_key(key), int(expires_at) - ttl_seconds * 1000, session_title(first), key),
+        )
+
+
+def _migrate_legacy(connection: sqlite3.Connection, ttl_seconds: int) -> None:
     # As bytes: a 0.1.0 value may be a BLOB, or TEXT that is not UTF-8, which sqlite3 would
     # refuse to hand over as str (and its error would quote the chat).
     rows = connection.execute("SELECT key, CAST(value AS BLOB), expires_at FROM sessions").fetchall()
     for key, value, expires_at in rows:
-        import_value(connection, str(key), bytes(value), int(expires_at))
+        import_value(
+            connection, str(key), bytes(value), int(expires_at), int(expires_at) - ttl_seconds * 1000
+        )
     connection.execute("DROP TABLE sessions")
     logger.info("moved %d sessions to the one-row-per-turn layout", len(rows))
 

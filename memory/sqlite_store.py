@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -15,7 +16,8 @@ import anyio.to_thread
 
 from memory.config import StoreConfig
 from memory.errors import StoreUnavailableError, deleted_during_save, id_taken, not_a_session, session_full
-from memory.models import BatchSaveResult, ChatTurn, TurnOutcome
+from memory.index import ListPosition, key_space
+from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
     BaseStore,
@@ -66,11 +68,12 @@ class SQLiteStore(BaseStore):
         self._write_turn, self._read_turn = anyio.Lock(), anyio.Lock()
         self._path = config.sqlite_path
         self._next_purge_ms = 0
+        self._secret: bytes | None = None
 
     @classmethod
     async def open(cls, config: StoreConfig) -> SQLiteStore:
         writer, reader = await anyio.to_thread.run_sync(
-            connect, config.sqlite_path, config.store_timeout_seconds
+            connect, config.sqlite_path, config.store_timeout_seconds, config.session_ttl_seconds
         )
         store = cls(config, writer, reader)
         try:
@@ -117,8 +120,31 @@ class SQLiteStore(BaseStore):
         except _IdTaken as exc:
             raise id_taken(exc.turn_id, session_id) from None
 
-    async def _delete(self, key: str) -> bool:
+    async def _delete(self, key: str, session_id: str) -> bool:
         return await self._write(self._delete_rows, key)
+
+    async def _list(
+        self, space: str, live_after: int, after: ListPosition | None, limit: int
+    ) -> tuple[list[SessionSummary], bool]:
+        rows = await self._run(
+            self._reader, self._read_turn, None, _list_rows, self._reader, space, after, limit
+        )
+        sessions = [
+            SessionSummary(session_id=session_id, title=title, updated_at=updated_at, expires_at=expires_at)
+            for session_id, title, updated_at, expires_at in rows[:limit]
+        ]
+        return sessions, len(rows) > limit
+
+    async def _ids_starting_with(self, space: str, live_after: int, typed: str, limit: int) -> list[str]:
+        rows = await self._run(
+            self._reader, self._read_turn, None, _list_rows, self._reader, space, None, 1000
+        )
+        return [row[0] for row in rows if row[0].startswith(typed)][:limit]
+
+    async def _cursor_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = (await self._write(_cursor_secret, self._writer)).encode()
+        return self._secret
 
     async def _write(self, function: Callable[..., T], *args: object, seconds: float | None = None) -> T:
         return await self._run(self._writer, self._write_turn, seconds, function, *args)
@@ -213,10 +239,20 @@ class SQLiteStore(BaseStore):
             )
             expiry = expiry_ms(self.config, now)
             connection.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
+                "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
-                "stored_bytes = excluded.stored_bytes",
-                (key, expiry, count + len(added), size),
+                "stored_bytes = excluded.stored_bytes, updated_at = max(updated_at, excluded.updated_at)",
+                (
+                    key,
+                    expiry,
+                    count + len(added),
+                    size,
+                    key_space(key, session_id),
+                    session_id,
+                    save.started_at,
+                    save.title,
+                ),
             )
         self._purge_expired_if_due()
         return BatchSaveResult(
@@ -314,6 +350,27 @@ def _live_session(connection: sqlite3.Connection, key: str, now: int) -> tuple[i
         connection.execute("DELETE FROM turns WHERE key = ?", (key,))
         return None
     return int(row[0]), int(row[1])
+
+
+def _list_rows(
+    connection: sqlite3.Connection, space: str, after: ListPosition | None, limit: int
+) -> list[tuple[str, str | None, int, int]]:
+    """One more than `limit` live sessions of `space` from `after` on, most recent save first."""
+    stamp, session_id = (None, None) if after is None else (after.updated_at, after.session_id)
+    return connection.execute(
+        "SELECT session_id, title, updated_at, expires_at FROM conversations "
+        "WHERE space = ? AND expires_at > ? "
+        "AND (? IS NULL OR updated_at < ? OR (updated_at = ? AND session_id < ?)) "
+        "ORDER BY updated_at DESC, session_id DESC LIMIT ?",
+        (space, now_ms(), stamp, stamp, stamp, session_id, limit + 1),
+    ).fetchall()
+
+
+def _cursor_secret(connection: sqlite3.Connection) -> str:
+    with transaction(connection):
+        connection.execute("INSERT OR IGNORE INTO secrets VALUES ('cursor', ?)", (secrets.token_hex(32),))
+        value: str = connection.execute("SELECT value FROM secrets WHERE name = 'cursor'").fetchone()[0]
+    return value
 
 
 def _deleted_since(connection: sqlite3.Connection, key: str, started_at: int, now: int) -> bool:

@@ -305,16 +305,24 @@ async def test_upstash_sends_the_script_with_key_locking_and_redis_without(
 
 
 @pytest.mark.parametrize("backend", ["redis", "upstash"])
-async def test_a_save_is_three_billed_commands_and_the_one_that_creates_a_session_four(
-    backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
+@pytest.mark.parametrize(
+    ("indexed", "to_create", "to_save"), [(True, 6, 4), (False, 4, 3)], ids=["index", "no-index"]
+)
+async def test_a_save_is_three_billed_commands_and_one_more_to_keep_the_index(
+    backend: str,
+    make_settings: SettingsFactory,
+    redis_raw: RedisRaw,
+    indexed: bool,
+    to_create: int,
+    to_save: int,
 ) -> None:
-    async with open_store(make_settings(backend)) as store:
+    async with open_store(make_settings(backend, session_index=indexed)) as store:
         await store.save_turn("warm", turn("up"))
         for save, billed in (
-            # Creating a session also reads its deletion marker.
-            (functools.partial(store.save_turn, "s1", turn("new", 1)), 4),
-            (functools.partial(store.save_turn, "s1", turn("new", 1)), 3),
-            (functools.partial(store.save_turns, "s1", [turn("q", 2), turn("a", 3)]), 3),
+            # Creating a session also reads its deletion marker (and gives the index its title).
+            (functools.partial(store.save_turn, "s1", turn("new", 1)), to_create),
+            (functools.partial(store.save_turn, "s1", turn("new", 1)), to_save),
+            (functools.partial(store.save_turns, "s1", [turn("q", 2), turn("a", 3)]), to_save),
         ):
             redis_raw.reset_billing()
             await save()

@@ -29,7 +29,7 @@ LEGACY_SCHEMA = (
 )
 FAR_FUTURE = 4_102_444_800_000
 LAYOUT_2_FIXTURE = Path(__file__).parent / "fixtures" / "sessions-layout-2.sqlite3"
-CURRENT_TABLES = {"conversations", "turns", "unreadable_sessions", "deleted_sessions"}
+CURRENT_TABLES = {"conversations", "turns", "unreadable_sessions", "deleted_sessions", "secrets"}
 
 
 def settings_for(path: Path) -> StoreConfig:
@@ -229,6 +229,9 @@ async def test_a_layout_2_file_gains_ids_and_deletion_markers_and_keeps_every_tu
         assert repeat.stored is False
         added = await store.save_turn("layout-2", NewTurn(role="user", content="after the migration"))
         assert (await store.get_session("layout-2", last=1))[0].id == added.id
+        # Migrated sessions are listed, dated by their expiry less the TTL, titled by their first user turn.
+        listed = {s.session_id: s.title for s in (await store.list_sessions()).sessions}
+        assert listed == {"layout-2": "turn 0 héllo 👋", "other": "ok"}
         assert await store.delete_session("other") is True
     assert layout(path) == (LAYOUT_VERSION, CURRENT_TABLES)
 

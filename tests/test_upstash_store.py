@@ -47,15 +47,15 @@ async def cost_of(
     return [r.path for r in gateway.records], redis_raw.billed_commands()
 
 
-async def test_a_short_session_save_is_one_round_trip_and_three_billed_commands(
+async def test_a_short_session_save_is_one_round_trip_and_four_billed_commands_with_the_index(
     upstash: SessionStore, gateway: UpstashGateway, redis_raw: RedisRaw
 ) -> None:
     create = functools.partial(upstash.save_turn, "s1", turn("m0", 0))
-    # EVALSHA + GETRANGE + GET of the deletion marker + SET: only the save that creates a session
-    assert await cost_of(create, gateway, redis_raw) == (["/"], 4)
+    # EVALSHA + GETRANGE + GET of the deletion marker + SET + the index's ZADD and title's HSET
+    assert await cost_of(create, gateway, redis_raw) == (["/"], 6)
     for i in range(1, 3):
         save = functools.partial(upstash.save_turn, "s1", turn(f"m{i}", i))
-        assert await cost_of(save, gateway, redis_raw) == (["/"], 3)  # EVALSHA + GETRANGE + SET
+        assert await cost_of(save, gateway, redis_raw) == (["/"], 4)  # EVALSHA + GETRANGE + SET + ZADD
 
 
 async def test_duplicate_save_costs_no_more_than_a_new_one(
@@ -63,7 +63,7 @@ async def test_duplicate_save_costs_no_more_than_a_new_one(
 ) -> None:
     await upstash.save_turn("s1", turn("once"))
     again = functools.partial(upstash.save_turn, "s1", turn("once"))
-    assert await cost_of(again, gateway, redis_raw) == (["/"], 3)  # EVALSHA + GET + EXPIRE
+    assert await cost_of(again, gateway, redis_raw) == (["/"], 4)  # EVALSHA + GETRANGE + EXPIRE + ZADD
 
 
 async def test_read_is_one_round_trip_and_one_command(
