@@ -106,8 +106,10 @@ class FaultProxy:
             writer.transport.abort()
             return
         self._connections.add(up_writer)
-        up = asyncio.ensure_future(self._forward(reader, up_writer, writer))
-        down = asyncio.ensure_future(self._answer(up_reader, writer))
+        # Set by a reset_after: the server's answers are no longer passed on.
+        muted = asyncio.Event()
+        up = asyncio.ensure_future(self._forward(reader, up_writer, writer, muted))
+        down = asyncio.ensure_future(self._answer(up_reader, writer, muted))
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
             if down.done():  # the server went away: nothing held can reach it now
@@ -126,7 +128,11 @@ class FaultProxy:
                 each.transport.abort()
 
     async def _forward(
-        self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        writer: asyncio.StreamWriter,
+        muted: asyncio.Event,
     ) -> None:
         while True:
             try:
@@ -146,6 +152,8 @@ class FaultProxy:
                     seconds = self.chaos.uniform(*self.stall_seconds)
                     self.chaos.record(kind, f"{seconds:.2f} s")
                     await asyncio.sleep(seconds)
+                if kind == "reset_after":
+                    muted.set()
                 up_writer.write(data)
                 await up_writer.drain()
                 if kind == "reset_after":
@@ -158,7 +166,9 @@ class FaultProxy:
             finally:
                 self.held -= 1
 
-    async def _answer(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer(
+        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter, muted: asyncio.Event
+    ) -> None:
         """Copy the server's answers to the client until the server closes, even with the client gone."""
         while True:
             try:
@@ -167,7 +177,7 @@ class FaultProxy:
                 return
             if not data:
                 return
-            if not writer.transport.is_closing():
+            if not muted.is_set() and not writer.transport.is_closing():
                 writer.write(data)
                 with contextlib.suppress(ConnectionError, OSError):
                     await writer.drain()

@@ -132,7 +132,8 @@ def markdown(campaign: Campaign) -> str:
             f"MCP connection); of their {tally.unacked_messages} messages, {tally.unacked_stored} stored."
         )
         lines.append(
-            f"- Resurrected after a delete (informational): {tally.resurrected}. Stored turns no client "
+            f"- After a delete (informational): resurrected {tally.resurrected}, erased by a delete that ran "
+            f"late {tally.erased_by_late_delete}. Stored turns no client "
             f"sent: {tally.unexpected}. Stored turns carrying an `id`: {tally.turns_with_id}; "
             f"results carrying one: {stats.ids_returned}."
         )

@@ -52,19 +52,23 @@ class Stack:
     quiesce: Callable[[float], None]
 
     def sessions(self) -> dict[str, list[dict[str, Any]]]:
-        """Every session the run left, read straight from Valkey: session id -> its turns."""
-        client = redis.Redis(port=self.valkey_port)
-        try:
-            head = f"{self.key_prefix}session:"
-            found: dict[str, list[dict[str, Any]]] = {}
-            for key in client.scan_iter(match=f"{head}*", count=1000):
-                value = client.get(key)
-                assert isinstance(key, bytes)
-                assert isinstance(value, bytes)
-                found[key.decode()[len(head) :]] = json.loads(value)
-            return found
-        finally:
-            client.close()
+        return read_sessions(self.valkey_port, self.key_prefix)
+
+
+def read_sessions(port: int, key_prefix: str) -> dict[str, list[dict[str, Any]]]:
+    """Every session under `key_prefix`, read straight from Valkey: session id -> its turns."""
+    client = redis.Redis(port=port)
+    try:
+        head = f"{key_prefix}session:"
+        found: dict[str, list[dict[str, Any]]] = {}
+        for key in client.scan_iter(match=f"{head}*", count=1000):
+            value = client.get(key)
+            assert isinstance(key, bytes)
+            assert isinstance(value, bytes)
+            found[key.decode()[len(head) :]] = json.loads(value)
+        return found
+    finally:
+        client.close()
 
 
 @dataclass

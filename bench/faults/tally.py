@@ -7,7 +7,11 @@ least as many as were acknowledged (else some were lost) and at most as many as 
 (else some were stored twice). Order is checked on unique messages: a client sends into a
 session one call at a time, so its acknowledged messages must be stored in the order it sent
 them. A session deleted during the run holds unique messages only; a message sent before the
-last delete was acknowledged and found afterwards is "resurrected" (informational).
+last delete was acknowledged and found afterwards is "resurrected" (informational). A delete that
+timed out may also run late, after its retry and after newer saves: it erases every message of
+the session up to that moment. So in a deleted session, acknowledged messages missing as one
+block at the start (all sent before every one found) are "erased by a late delete"
+(informational); a message missing after a found one is lost.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Tally:
     unacked_messages: int = 0
     unacked_stored: int = 0  # of those, found in the store (at least once)
     resurrected: int = 0
+    erased_by_late_delete: int = 0
     unexpected: int = 0  # stored turns that no client sent
     turns_with_id: int = 0
     examples: list[str] = field(default_factory=list)
@@ -92,6 +97,8 @@ def _count_session(
     equal_sent: collections.Counter[tuple[str, str]] = collections.Counter()
     # Per client, the first stored position of each acknowledged unique message, in send order.
     order: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    missing: list[Message] = []
+    present_seqs: list[int] = []
 
     for message, acked in sent:
         key = (message.role, message.content)
@@ -116,12 +123,21 @@ def _count_session(
             tally.acknowledged += 1
             if found:
                 order[message.client].append((message.seq, found[0]))
+                present_seqs.append(message.seq)
             else:
-                tally.lost += 1
-                tally.note(f"lost in {session}: {message.content!r}")
+                missing.append(message)
         else:
             tally.unacked_messages += 1
             tally.unacked_stored += bool(found)
+
+    # Only the session's owner writes into a deleted session, so its seq order is the send order.
+    first_present = min(present_seqs, default=None)
+    for message in missing:
+        if final_epoch and (first_present is None or message.seq < first_present):
+            tally.erased_by_late_delete += 1
+        else:
+            tally.lost += 1
+            tally.note(f"lost in {session}: {message.content!r}")
 
     for key, attempted in equal_sent.items():
         acked_count, held = equal_acked[key], len(positions.get(key, []))
