@@ -71,6 +71,25 @@ def test_equal_contents_more_stored_than_sent_are_doubled() -> None:
     assert (tally.lost, tally.doubled) == (0, 1)
 
 
+def test_two_acknowledgements_of_one_stored_turn_are_a_loss_even_when_a_double_hides_it() -> None:
+    first, second, third = equal(0, 1), equal(1, 1), equal(2, 1)
+    calls = [
+        Call([first], acked=True, timestamps=[100]),
+        Call([second], acked=True, timestamps=[100]),  # answered with the other's turn
+        Call([third], acked=True, timestamps=[200]),
+    ]
+    stored = {"s": [{"role": "user", "content": "ok", "timestamp": stamp} for stamp in (100, 200, 201)]}
+    tally = count(calls, stored, {})
+    assert (tally.acknowledged, tally.lost) == (3, 1), "three stored for three sent, yet one is missing"
+
+
+def test_equal_contents_each_with_its_own_stored_timestamp_are_not_lost() -> None:
+    first, second = equal(0, 1), equal(1, 1)
+    calls = [Call([first], acked=True, timestamps=[100]), Call([second], acked=True, timestamps=[101])]
+    stored = {"s": [{"role": "user", "content": "ok", "timestamp": stamp} for stamp in (100, 101)]}
+    assert count(calls, stored, {}).failures == 0
+
+
 def test_equal_contents_of_unacknowledged_calls_may_be_stored_or_not() -> None:
     sure, maybe = equal(0, 1), equal(1, 1)
     calls = [acked(sure), Call([maybe], acked=False)]

@@ -142,6 +142,7 @@ def markdown(campaign: Campaign) -> str:
         for note in run.notes:
             lines.append(f"- {note}")
         if tally.examples:
-            lines += ["", "First findings:", ""] + [f"- {example}" for example in tally.examples]
+            lines += ["", "First findings of each kind:", ""]
+            lines += [f"- {example}" for kind in sorted(tally.examples) for example in tally.examples[kind]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -35,11 +35,11 @@ STORES = ("upstash", "redis")
 GATEWAY_FAULTS = {
     "stall": 0.02,
     "execute_late": 0.03,
-    "html_500": 0.01,
+    "html_500": 0.03,
     "json_503": 0.01,
     "drop_after_execute": 0.02,
 }
-PROXY_FAULTS = {"stall": 0.03, "reset_before": 0.015, "reset_after": 0.02}
+PROXY_FAULTS = {"stall": 0.03, "reset_before": 0.03, "reset_after": 0.02}
 
 
 @dataclass
@@ -78,8 +78,8 @@ class ValkeyDisruptor:
     valkey: DurableValkey
     chaos: Chaos
     seed: int
-    every: tuple[float, float] = (3.0, 8.0)
-    kill_share: float = 0.3
+    every: tuple[float, float] = (2.5, 6.0)
+    kill_share: float = 0.4
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

@@ -4,7 +4,10 @@ Every message is either unique (its content names its client and sequence number
 stored turn is attributed to one message) or equal (a word from a tiny set, which many
 messages share). Equal ones are counted per session, role and content: the store must hold at
 least as many as were acknowledged (else some were lost) and at most as many as were attempted
-(else some were stored twice). Order is checked on unique messages: a client sends into a
+(else some were stored twice). Each acknowledged equal message also claims the timestamp its
+result gave: a stored turn with that role, content and timestamp answers one claim only, so two
+acknowledgements of one stored turn are a loss even where a doubled turn elsewhere keeps the
+session's count right. Order is checked on unique messages: a client sends into a
 session one call at a time, so its acknowledged messages must be stored in the order it sent
 them. A session deleted during the run holds unique messages only; a message sent before the
 last delete was acknowledged and found afterwards is "resurrected" (informational). A delete that
@@ -38,6 +41,8 @@ class Call:
     messages: list[Message]
     acked: bool
     attempts: int = 1
+    # The timestamps the successful result gave, one per message, when acknowledged.
+    timestamps: list[int] | None = None
 
 
 @dataclass
@@ -53,15 +58,16 @@ class Tally:
     erased_by_late_delete: int = 0
     unexpected: int = 0  # stored turns that no client sent
     turns_with_id: int = 0
-    examples: list[str] = field(default_factory=list)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> the first few
 
     @property
     def failures(self) -> int:
         return self.lost + self.doubled + self.reordered
 
-    def note(self, example: str) -> None:
-        if len(self.examples) < 10:
-            self.examples.append(example)
+    def note(self, kind: str, example: str) -> None:
+        kept = self.examples.setdefault(kind, [])
+        if len(kept) < 5:
+            kept.append(example)
 
 
 def count(
@@ -69,12 +75,14 @@ def count(
 ) -> Tally:
     """Compare what `calls` sent with the `stored` turns of each session (after `deletes`)."""
     tally = Tally()
-    by_session: dict[str, list[tuple[Message, bool]]] = collections.defaultdict(list)
+    by_session: dict[str, list[tuple[Message, bool, int | None]]] = collections.defaultdict(list)
     for call in calls:
         if not call.acked:
             tally.unacked_calls += 1
-        for message in call.messages:
-            by_session[message.session].append((message, call.acked))
+        stamps: list[int | None] = list(call.timestamps or [])
+        stamps += [None] * (len(call.messages) - len(stamps))
+        for message, stamp in zip(call.messages, stamps, strict=False):
+            by_session[message.session].append((message, call.acked, stamp))
     for session in sorted(by_session.keys() | stored.keys()):
         turns = stored.get(session, [])
         tally.turns_with_id += sum(1 for turn in turns if "id" in turn)
@@ -85,13 +93,16 @@ def count(
 def _count_session(
     tally: Tally,
     session: str,
-    sent: list[tuple[Message, bool]],
+    sent: list[tuple[Message, bool, int | None]],
     turns: Sequence[Mapping[str, Any]],
     final_epoch: int,
 ) -> None:
     positions: dict[tuple[str, str], list[int]] = collections.defaultdict(list)
+    exact: collections.Counter[tuple[str, str, object]] = collections.Counter()
     for index, turn in enumerate(turns):
         positions[(str(turn.get("role")), str(turn.get("content")))].append(index)
+        exact[(str(turn.get("role")), str(turn.get("content")), turn.get("timestamp"))] += 1
+    claims: dict[tuple[str, str], collections.Counter[int]] = collections.defaultdict(collections.Counter)
     known: set[tuple[str, str]] = set()
     equal_acked: collections.Counter[tuple[str, str]] = collections.Counter()
     equal_sent: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -100,7 +111,7 @@ def _count_session(
     missing: list[Message] = []
     present_seqs: list[int] = []
 
-    for message, acked in sent:
+    for message, acked, stamp in sent:
         key = (message.role, message.content)
         known.add(key)
         found = positions.get(key, [])
@@ -108,17 +119,19 @@ def _count_session(
             if message.epoch == final_epoch:
                 equal_sent[key] += 1
                 equal_acked[key] += acked
+                if acked and stamp is not None:
+                    claims[key][stamp] += 1
                 if not acked:
                     tally.unacked_messages += 1
             continue
         if message.epoch < final_epoch:
             if found:
                 tally.resurrected += 1
-                tally.note(f"resurrected in {session}: {message.content!r}")
+                tally.note("resurrected", f"resurrected in {session}: {message.content!r}")
             continue
         if len(found) > 1:
             tally.doubled += len(found) - 1
-            tally.note(f"doubled in {session}: {message.content!r} stored {len(found)} times")
+            tally.note("doubled", f"doubled in {session}: {message.content!r} stored {len(found)} times")
         if acked:
             tally.acknowledged += 1
             if found:
@@ -137,17 +150,26 @@ def _count_session(
             tally.erased_by_late_delete += 1
         else:
             tally.lost += 1
-            tally.note(f"lost in {session}: {message.content!r}")
+            tally.note("lost", f"lost in {session}: {message.content!r}")
 
     for key, attempted in equal_sent.items():
         acked_count, held = equal_acked[key], len(positions.get(key, []))
         tally.acknowledged += acked_count
-        if held < acked_count:
-            tally.lost += acked_count - held
-            tally.note(f"lost in {session}: {key} acknowledged {acked_count} times, stored {held}")
+        unanswered = {
+            stamp: n - exact[(*key, stamp)] for stamp, n in claims[key].items() if n > exact[(*key, stamp)]
+        }
+        lost = max(acked_count - held, sum(unanswered.values()))
+        if lost:
+            tally.lost += lost
+            stamps = ", ".join(map(str, sorted(unanswered))) or "none"
+            tally.note(
+                "lost",
+                f"lost in {session}: {key} acknowledged {acked_count} times, stored {held}; "
+                f"timestamps acknowledged more often than stored: {stamps}",
+            )
         if held > attempted:
             tally.doubled += held - attempted
-            tally.note(f"doubled in {session}: {key} sent {attempted} times, stored {held}")
+            tally.note("doubled", f"doubled in {session}: {key} sent {attempted} times, stored {held}")
         tally.unacked_stored += min(attempted - acked_count, max(0, held - acked_count))
 
     for client, sequence in order.items():
@@ -155,7 +177,10 @@ def _count_session(
         for seq, position in sorted(sequence):
             if position < highest:
                 tally.reordered += 1
-                tally.note(f"reordered in {session}: client {client}'s message {seq} before an earlier one")
+                tally.note(
+                    "reordered",
+                    f"reordered in {session}: client {client}'s message {seq} before an earlier one",
+                )
             highest = max(highest, position)
 
     tally.unexpected += sum(len(at) for key, at in positions.items() if key not in known)

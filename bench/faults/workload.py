@@ -29,6 +29,12 @@ from mcp.types import CallToolResult, TextContent
 from bench.faults.tally import Call, Message
 
 EQUAL_CONTENTS = ("ok", "yes", "thanks")
+# "ok" more often than the others, and always from the user in a shared session: equal turns
+# stamped in the same millisecond by different server processes are where the races are. The
+# hot session (the first shared one) gets a quarter of all calls, nearly all of them a user's
+# "ok" without a timestamp, so such coincidences happen often enough to meet a fault.
+EQUAL_WEIGHTS = (4, 1, 1)
+HOT_SHARE = 0.25
 UNAVAILABLE = "Store unavailable"
 ID_IN_ERROR = re.compile(r'id "([A-Za-z0-9._:-]+)"')
 TIMESTAMPS_IN_ERROR = re.compile(r"retry with timestamps? (?:\(in order\) )?(\d+(?:, \d+)*)")
@@ -101,6 +107,16 @@ def retry_arguments(arguments: dict[str, Any], error: str, *, new_protocol: bool
         else:
             retry["timestamp"] = values[0]
     return retry
+
+
+def result_timestamps(structured: dict[str, Any]) -> list[int] | None:
+    """The timestamps a save_turn or save_turns result gives its turns, in order."""
+    if isinstance(structured.get("timestamp"), int):
+        return [structured["timestamp"]]
+    turns = structured.get("turns")
+    if isinstance(turns, list) and all(isinstance(turn, dict) for turn in turns):
+        return [turn["timestamp"] for turn in turns if isinstance(turn.get("timestamp"), int)]
+    return None
 
 
 SDK_PREFIX = re.compile(r"^Error executing tool \w+: ")
@@ -183,9 +199,11 @@ class CampaignClient:
 
     def _session(self) -> str:
         point = self.rng.random()
-        if point < 0.35:
+        if point < HOT_SHARE:
+            return self.shared[0]
+        if point < HOT_SHARE + 0.2:
             return self.rng.choice(self.shared)
-        if point < 0.45 and self.deletable is not None:
+        if point < HOT_SHARE + 0.3 and self.deletable is not None:
             return self.deletable
         return self.rng.choice(self.private)
 
@@ -195,13 +213,16 @@ class CampaignClient:
 
     def _message(self, session: str) -> tuple[Message, dict[str, Any]]:
         self.seq += 1
-        role = self.rng.choice(("user", "assistant"))
-        equal = session != self.deletable and self.rng.random() < 0.5
-        unique = f"c{self.index} n{self.seq}: {self.rng.getrandbits(32):08x}"
-        content = self.rng.choice(EQUAL_CONTENTS) if equal else unique
+        shared, hot = session in self.shared, session == self.shared[0]
+        equal = session != self.deletable and self.rng.random() < (0.9 if hot else 0.7 if shared else 0.5)
+        role = "user" if equal and shared else self.rng.choice(("user", "assistant"))
+        if equal:
+            content = "ok" if hot else self.rng.choices(EQUAL_CONTENTS, EQUAL_WEIGHTS)[0]
+        else:
+            content = f"c{self.index} n{self.seq}: {self.rng.getrandbits(32):08x}"
         message = Message(self.index, session, self.seq, role, content, equal, self.epochs[session])
         turn: dict[str, Any] = {"role": role, "content": content}
-        if self.rng.random() < 0.5:
+        if self.rng.random() < (0.25 if hot else 0.5):
             turn["timestamp"] = self._timestamp()
         return message, turn
 
@@ -228,6 +249,7 @@ class CampaignClient:
                 call.acked = True
                 structured = result.structured_content or {}
                 self.stats.ids_returned += "id" in structured
+                call.timestamps = result_timestamps(structured)
                 return
             text = error_text(result)
             self.stats.error(error_kind(text), text)
