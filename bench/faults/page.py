@@ -53,8 +53,6 @@ class StoreRun:
     seconds: float
     sessions: int
     protocol: str
-    unquiet: bool = False
-    notes: list[str] = field(default_factory=list)
 
     @property
     def calls_per_second(self) -> float:
@@ -139,8 +137,6 @@ def markdown(campaign: Campaign) -> str:
         )
         for kind, text in sorted(stats.error_examples.items()):
             lines.append(f"- First {kind!r} error: `{text}`")
-        for note in run.notes:
-            lines.append(f"- {note}")
         if tally.examples:
             lines += ["", "First findings of each kind:", ""]
             lines += [f"- {example}" for kind in sorted(tally.examples) for example in tally.examples[kind]]

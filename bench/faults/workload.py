@@ -179,7 +179,7 @@ class CampaignClient:
                         if not deleted and time.monotonic() >= delete_at:
                             await self._delete(client)
                             deleted = True
-                        await self._save(client, new_protocol)
+                        await self.save(client, new_protocol)
             except Exception:  # the MCP connection failed: count it, reconnect
                 self.stats.client_errors += 1
                 await anyio.sleep(0.2)
@@ -226,7 +226,8 @@ class CampaignClient:
             turn["timestamp"] = self._timestamp()
         return message, turn
 
-    async def _save(self, client: Client, new_protocol: bool) -> None:
+    async def save(self, client: Client, new_protocol: bool) -> None:
+        """One save_turn or save_turns call, with its retries, recorded in the outcome."""
         session = self._session()
         batch = self.rng.random() < 0.5
         sent = [self._message(session) for _ in range(self.rng.choice((2, 3)) if batch else 1)]
