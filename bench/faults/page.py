@@ -19,8 +19,10 @@ before a SIGKILL survives the restart), the local Upstash REST gateway in front 
 Upstash) or a fault-injecting TCP proxy (for Redis), and several `session-memory-mcp` processes
 over streamable HTTP on the same store, each with a short `STORE_TIMEOUT_SECONDS`. Many MCP
 clients then call `save_turn` and `save_turns`, spread over the processes, into a few sessions
-they share and many of their own, half of the messages equal ("ok", "yes", "thanks"), half
-with a client timestamp. Every "Store unavailable" error is retried as the README says: with the
+they share and many of their own, about half of the messages equal ("ok", "yes", "thanks"),
+half with a client timestamp. One shared session is hot: a quarter of all calls, nearly all a
+user's "ok" without a timestamp, so that equal turns stamped in the same millisecond by
+different processes meet the faults. Every "Store unavailable" error is retried as the README says: with the
 call `id` the error names when the tools take one, else with the timestamps it names. Faults are
 drawn at random with a seed: on Upstash, requests stalled past the deadline and dropped, executed
 0.5 to 3 s late, answered with an HTML 500 or a JSON 503 without running, or cut after running;
@@ -32,7 +34,9 @@ When the run ends the faults stop, late executions finish, and every session is 
 from Valkey. A message is **lost** when it was acknowledged and is not stored, **doubled** when
 it is stored more than once, **reordered** when one client's acknowledged messages in a session
 are not stored in the order it sent them. Equal messages are counted per session, role and
-content: stored at least as often as acknowledged, at most as often as sent. Unacknowledged
+content: stored at least as often as acknowledged, at most as often as sent; and each
+acknowledged one claims the timestamp its result gave, which one stored turn answers only once
+(two acknowledgements of one stored turn are a loss). Unacknowledged
 calls (no success after every retry) may or may not be stored; they are never counted as lost.
 The command exits non-zero when anything is lost, doubled or reordered.
 
@@ -127,7 +131,8 @@ def markdown(campaign: Campaign) -> str:
         lines.append(f"- Tool errors seen (attempts): {errors}.")
         lines.append(
             f"- Unacknowledged: {tally.unacked_calls} calls ({stats.client_errors} of them cut by a failed "
-            f"MCP connection); of their {tally.unacked_messages} messages, {tally.unacked_stored} stored."
+            f"MCP connection); of their {tally.unacked_messages} unique-content messages, "
+            f"{tally.unacked_stored} stored (an equal one cannot be told from others)."
         )
         lines.append(
             f"- After a delete (informational): resurrected {tally.resurrected}, erased by a delete that ran "

@@ -52,7 +52,7 @@ class Tally:
     doubled: int = 0
     reordered: int = 0
     unacked_calls: int = 0
-    unacked_messages: int = 0
+    unacked_messages: int = 0  # unique-content messages of unacknowledged calls
     unacked_stored: int = 0  # of those, found in the store (at least once)
     resurrected: int = 0
     erased_by_late_delete: int = 0
@@ -121,8 +121,6 @@ def _count_session(
                 equal_acked[key] += acked
                 if acked and stamp is not None:
                     claims[key][stamp] += 1
-                if not acked:
-                    tally.unacked_messages += 1
             continue
         if message.epoch < final_epoch:
             if found:
@@ -170,7 +168,6 @@ def _count_session(
         if held > attempted:
             tally.doubled += held - attempted
             tally.note("doubled", f"doubled in {session}: {key} sent {attempted} times, stored {held}")
-        tally.unacked_stored += min(attempted - acked_count, max(0, held - acked_count))
 
     for client, sequence in order.items():
         highest = -1
