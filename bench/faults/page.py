@@ -111,7 +111,9 @@ def markdown(campaign: Campaign) -> str:
         f"- Per store: {campaign.servers} server processes, {work.clients} clients, {work.seconds:g} s, "
         f"seed {work.seed}, `STORE_TIMEOUT_SECONDS={campaign.deadline:g}`, up to {work.max_attempts} "
         f"attempts per call; {work.shared_sessions} shared sessions, {work.private_sessions} private "
-        f"ones per client, {work.deleting_clients} clients delete one of their sessions once.",
+        f"ones per client, {work.deleting_clients} clients delete one of their sessions once. Client "
+        f"N talks to server N mod {campaign.servers}. The seed fixes every random choice, not the "
+        "timing: counts vary from run to run.",
         "",
         *_table(COLUMNS, [_row(run) for run in campaign.runs]),
         "",

@@ -102,7 +102,8 @@ def _count_session(
     for index, turn in enumerate(turns):
         positions[(str(turn.get("role")), str(turn.get("content")))].append(index)
         exact[(str(turn.get("role")), str(turn.get("content")), turn.get("timestamp"))] += 1
-    claims: dict[tuple[str, str], collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    # (role, content) -> acknowledged timestamp -> the clients whose results gave it
+    claims: dict[tuple[str, str], dict[int, list[int]]] = collections.defaultdict(dict)
     known: set[tuple[str, str]] = set()
     equal_acked: collections.Counter[tuple[str, str]] = collections.Counter()
     equal_sent: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -120,7 +121,7 @@ def _count_session(
                 equal_sent[key] += 1
                 equal_acked[key] += acked
                 if acked and stamp is not None:
-                    claims[key][stamp] += 1
+                    claims[key].setdefault(stamp, []).append(message.client)
             continue
         if message.epoch < final_epoch:
             if found:
@@ -154,16 +155,19 @@ def _count_session(
         acked_count, held = equal_acked[key], len(positions.get(key, []))
         tally.acknowledged += acked_count
         unanswered = {
-            stamp: n - exact[(*key, stamp)] for stamp, n in claims[key].items() if n > exact[(*key, stamp)]
+            stamp: clients for stamp, clients in claims[key].items() if len(clients) > exact[(*key, stamp)]
         }
-        lost = max(acked_count - held, sum(unanswered.values()))
+        lost = max(acked_count - held, sum(len(c) - exact[(*key, t)] for t, c in unanswered.items()))
         if lost:
             tally.lost += lost
-            stamps = ", ".join(map(str, sorted(unanswered))) or "none"
+            stamps = "; ".join(
+                f"{stamp} (stored {exact[(*key, stamp)]}, acknowledged to clients {', '.join(map(str, c))})"
+                for stamp, c in sorted(unanswered.items())[:3]
+            )
             tally.note(
                 "lost",
                 f"lost in {session}: {key} acknowledged {acked_count} times, stored {held}; "
-                f"timestamps acknowledged more often than stored: {stamps}",
+                f"timestamps acknowledged more often than stored: {stamps or 'none'}",
             )
         if held > attempted:
             tally.doubled += held - attempted
