@@ -14,7 +14,6 @@ import copy
 import random
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -186,16 +185,21 @@ class CampaignClient:
         self.outcome.stats.add(self.stats)
 
     async def _delete(self, client: Client) -> None:
+        """Delete the client's deletable session, retrying; later saves belong to a new epoch.
+
+        A delete that never succeeded still starts one: it may yet run, late, and what it then
+        erases is counted as such, not as lost.
+        """
         assert self.deletable is not None
-        for _ in range(self.workload.max_attempts):
+        for attempt in range(1, self.workload.max_attempts + 1):
             result = await client.call_tool("delete_session", {"session_id": self.deletable})
             if not result.is_error:
-                self.epochs[self.deletable] += 1
-                self.outcome.deletes[self.deletable] = self.epochs[self.deletable]
-                return
+                break
             text = error_text(result)
             self.stats.error(f"delete_session: {error_kind(text)}", text)
-            await anyio.sleep(self._backoff(1))
+            await anyio.sleep(self._backoff(attempt))
+        self.epochs[self.deletable] += 1
+        self.outcome.deletes[self.deletable] = self.epochs[self.deletable]
 
     def _session(self) -> str:
         point = self.rng.random()
@@ -237,7 +241,7 @@ class CampaignClient:
         else:
             tool, arguments = "save_turn", {"session_id": session, **sent[0][1]}
         if new_protocol and self.rng.random() < 0.3:
-            arguments["id"] = uuid.uuid4().hex
+            arguments["id"] = f"{self.rng.getrandbits(128):032x}"
         call = Call(messages, acked=False, attempts=0)
         # Recorded before it is sent: a call cut short by a broken connection still counts.
         self.outcome.calls.append(call)
