@@ -14,37 +14,44 @@ INTRO = """\
 # Reliability under faults
 
 This page is written by `python -m bench.faults`, a fault campaign. For each store it starts a
-Valkey (for Redis: with `appendonly yes` and `appendfsync always`, so a write acknowledged
-before a SIGKILL survives the restart), the local Upstash REST gateway in front of it (for
-Upstash) or a fault-injecting TCP proxy (for Redis), and several `session-memory-mcp` processes
-over streamable HTTP on the same store, each with a short `STORE_TIMEOUT_SECONDS`. Many MCP
-clients then call `save_turn` and `save_turns`, spread over the processes, into a few sessions
-they share and many of their own, about half of the messages equal ("ok", "yes", "thanks"),
-half with a client timestamp. One shared session is hot: a quarter of all calls, nearly all a
-user's "ok" without a timestamp, so that equal turns stamped in the same millisecond by
-different processes meet the faults. Every "Store unavailable" error is retried as the README says: with the
-call `id` the error names when the tools take one, else with the timestamps it names. Faults are
-drawn at random with a seed: on Upstash, requests stalled past the deadline and dropped, executed
-0.5 to 3 s late, answered with an HTML 500 or a JSON 503 without running, or cut after running;
-on Redis, bytes held past the deadline then forwarded, connections reset before or after
-forwarding, Valkey paused (SIGSTOP, SIGCONT) and killed and restarted. Some sessions are deleted
-mid-run by their owner, which then keeps saving into them.
+Valkey (for Redis with `appendonly yes` and `appendfsync always`, so that a write acknowledged
+before a SIGKILL survives the restart), the local Upstash REST gateway in front of it (Upstash)
+or a fault-injecting TCP proxy (Redis), and several `session-memory-mcp` processes over
+streamable HTTP on that store, each with a short `STORE_TIMEOUT_SECONDS`. Many MCP clients,
+spread over the processes, then call `save_turn` and `save_turns` one call at a time into a few
+sessions they share and many of their own; about half of the messages are equal ("ok", "yes",
+"thanks") and half carry a client timestamp. One shared session is hot: a quarter of all calls,
+nearly all a user's "ok" without a timestamp, so that equal turns stamped in the same
+millisecond by different processes meet the faults. Some sessions are deleted mid-run by their
+owner, which then keeps saving into them.
 
-When the run ends the faults stop, late executions finish, and every session is read straight
-from Valkey. A message is **lost** when it was acknowledged and is not stored, **doubled** when
-it is stored more than once, **reordered** when one client's acknowledged messages in a session
-are not stored in the order it sent them. Equal messages are counted per session, role and
-content: stored at least as often as acknowledged, at most as often as sent; and each
-acknowledged one claims the timestamp its result gave, which one stored turn answers only once
-(two acknowledgements of one stored turn are a loss). Unacknowledged
-calls (no success after every retry) may or may not be stored; they are never counted as lost.
-The command exits non-zero when anything is lost, doubled or reordered.
+Every "Store unavailable" error is retried as the README says: the same call, with the call `id`
+the error names when the tools take one, else with the timestamps it names; any other error is
+not retried. Faults are drawn at random with a seed: on Upstash, requests stalled past the
+deadline and dropped, executed 0.5 to 3 s late, answered with an HTML 500 or a JSON 503 without
+running, or cut after running; on Redis, bytes held past the deadline then forwarded,
+connections reset before or after forwarding, and Valkey paused (SIGSTOP, SIGCONT) or killed
+and restarted.
+
+When the clients stop, so do the faults; once no request has been in flight for a few seconds
+every session is read straight from Valkey. A message is **lost** when it was acknowledged and
+is not stored, **doubled** when it is stored more than once, **reordered** when one client's
+acknowledged messages in a session are not stored in the order it sent them. Equal messages are
+counted per session, role and content: stored at least as often as acknowledged and at most as
+often as sent; and each acknowledged one claims the timestamp its result gave, which one stored
+turn answers only once (two acknowledgements of one stored turn are a loss). Unacknowledged
+calls (no success after every retry, or an error that is not retried) may or may not be
+stored; they are never counted as lost. The command exits non-zero when anything is lost,
+doubled or reordered.
 
 ```bash
 python -m bench.faults                       # both stores, 45 s each; rewrites docs/reliability.md
 python -m bench.faults --store upstash --seconds 120 --seed 7
 python -m bench.faults --quick --out /tmp/reliability.md   # about 10 s per store, fewer clients
 ```
+
+The servers' logs and every injected fault (`faults.tsv`) go to a temporary directory the
+command names at the end, or to `--logs DIR`.
 """
 
 
