@@ -22,7 +22,9 @@ def chaos() -> Chaos:
 
 @pytest.fixture
 def proxy(redis_server: RedisServer, chaos: Chaos) -> Iterator[FaultProxy]:
-    started = FaultProxy(redis_server.port, chaos, stall_seconds=(0.5, 0.5)).start()
+    # Stalls long enough that "not forwarded yet" is still true when a test looks, even on a
+    # loaded machine.
+    started = FaultProxy(redis_server.port, chaos, stall_seconds=(1.5, 1.5)).start()
     yield started
     started.stop()
 
