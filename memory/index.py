@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,42 @@ def index_keys(space: str) -> tuple[str, str]:
 def key_space(key: str, session_id: str) -> str:
     """The key space (prefix and namespace) of a session key."""
     return key[: len(key) - len("session:") - len(session_id)]
+
+
+def split_session_key(key: str, key_prefix: str) -> tuple[str, str] | None:
+    """The key space and session id of a key this server would write under `key_prefix`:
+    `{prefix}session:{id}`, or `{prefix}client:{name}:session:{id}` in a client's namespace
+    (names are percent-encoded, so they hold no ':'). None for any other key."""
+    if not key.startswith(key_prefix):
+        return None
+    rest = key[len(key_prefix) :]
+    namespace = ""
+    if rest.startswith("client:"):
+        end = rest.find(":", len("client:"))
+        if end < 0:
+            return None
+        namespace, rest = rest[: end + 1], rest[end + 1 :]
+    if not rest.startswith("session:") or rest == "session:":
+        return None
+    return key_prefix + namespace, rest[len("session:") :]
+
+
+def title_from_head(head: str) -> str | None:
+    """The title of a session whose stored value begins with `head` (a value's first bytes, maybe
+    cut inside a turn): from the complete turns it holds."""
+    decoder = json.JSONDecoder()
+    at = head.find("[") + 1
+    turns: list[tuple[str, str]] = []
+    while 0 < at < len(head):
+        while at < len(head) and head[at] in " \t\n\r,":
+            at += 1
+        try:
+            item, at = decoder.raw_decode(head, at)
+        except ValueError:
+            break  # the end of the head, or not a turn: the title comes from what was read
+        if isinstance(item, dict) and isinstance(item.get("content"), str):
+            turns.append((str(item.get("role")), item["content"]))
+    return session_title(turns)
 
 
 def check_page_size(limit: int) -> int:

@@ -35,7 +35,7 @@ from memory.errors import (
     too_slow,
     unexpected_reply,
 )
-from memory.index import ListPosition, index_keys, key_space
+from memory.index import ListPosition, index_keys, key_space, split_session_key, title_from_head
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
@@ -63,6 +63,8 @@ _MIN_WINDOW = 4096
 # Completions look for the typed start among this many of the newest sessions.
 _COMPLETION_SCAN = 1000
 _PRUNE_INTERVAL_MS = 10 * 60 * 1000
+# A reindex reads this much of a session's start for its title.
+_TITLE_HEAD_BYTES = 4096
 
 # Upstash runs a script under its global lock unless the script's first line says it
 # touches only the keys it is given; Redis and Valkey refuse the flag.
@@ -252,6 +254,44 @@ class RedisStore(BaseStore):
             self._secret = _text(value).encode()
         return self._secret
 
+    async def reindex(self, page_size: int = 200) -> tuple[int, int]:
+        """Put sessions the index does not know (written by the TypeScript layer, or before the
+        index existed) into it: SCAN the key prefix page by page, safe while servers run.
+
+        Returns how many keys were indexed and how many were looked at. Keys that are not
+        sessions (markers, the index itself, other data) are left alone.
+        """
+        prefix = self.config.key_prefix
+        pattern = _glob_escape(prefix) + "*"
+        cursor, indexed, seen = "0", 0, 0
+        while True:
+            scan = functools.partial(
+                self.adapter.command, "SCAN", cursor, "MATCH", pattern, "COUNT", page_size
+            )
+            async with self._within_timeout():
+                cursor, keys = _scan_page(await self._call(scan))
+            for key in keys:
+                seen += 1
+                parsed = split_session_key(key, prefix)
+                if parsed is not None:
+                    indexed += await self._reindex_one(key, *parsed)
+            if cursor == "0":
+                return indexed, seen
+
+    async def _reindex_one(self, key: str, space: str, session_id: str) -> int:
+        head_of = functools.partial(self.adapter.command, "GETRANGE", key, 0, _TITLE_HEAD_BYTES - 1)
+        async with self._within_timeout():
+            head = _text(await self._call(head_of))
+        if not head.lstrip("\ufeff \t\n\r").startswith("["):
+            return 0  # not a session (a deletion marker, another program's value)
+        script = lua_script("reindex_session.lua", self.adapter.key_locking)
+        keys = [key, *index_keys(space)]
+        ttl_ms = str(self.config.session_ttl_seconds * 1000)
+        arguments = [session_id, ttl_ms, str(now_ms()), title_from_head(head) or ""]
+        async with self._within_timeout():
+            done = await self._call(functools.partial(self._eval, script, keys, arguments))
+        return int(done == 1)
+
     async def _prune_if_due(self, space: str, live_after: int) -> None:
         # Expired sessions are never listed (the list reads only live scores); this only gives
         # the index's space back, so it runs at most once in a while per key space.
@@ -386,3 +426,14 @@ class RedisStore(BaseStore):
 def _text(value: object) -> str:
     """A reply item as text, whichever client decoded it."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+def _scan_page(reply: object) -> tuple[str, list[str]]:
+    """SCAN's reply as (next cursor, keys), as redis-py (a tuple) or upstash-redis (a list) gives it."""
+    if isinstance(reply, (list, tuple)) and len(reply) == 2 and isinstance(reply[1], list):
+        return _text(reply[0]), [_text(key) for key in reply[1]]
+    raise unexpected_reply("SCAN", reply)

@@ -31,6 +31,7 @@ from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_
 from server.envfiles import env_files, user_env_file
 from server.http_edges import WILDCARD_BINDS, is_loopback
 from server.log_limits import limit_flood_prone_loggers
+from server.reindex_command import reindex_main
 from server.settings import Settings, describe_validation_error
 from server.stdio import run_stdio
 from server.tokens_file import TokensFileError
@@ -66,7 +67,8 @@ class ServerBuilder(Protocol):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="session-memory-mcp",
-        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite).",
+        description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite). "
+        "`session-memory-mcp reindex` indexes sessions written by other programs (see its --help).",
         epilog=f"Settings come from the environment, which wins, then from --env-file if given, else "
         f"from ./.env and then {user_env_file()}. The store: UPSTASH_REDIS_REST_URL with "
         "UPSTASH_REDIS_REST_TOKEN, else REDIS_URL, else an SQLite file at SQLITE_PATH (by default in "
@@ -138,7 +140,12 @@ def main(argv: Sequence[str] | None = None, *, build: ServerBuilder = build_serv
 
     `build` lets the benchmarks serve the same way with a no-op tool added.
     """
-    args = parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["reindex"]:
+        configure_logging("WARNING")
+        reindex_main(arguments[1:], load_settings)
+        return
+    args = parse_args(arguments)
     configure_logging(args.log_level)
     files = env_files(args.env_file, Path.cwd())
     settings = load_settings(files)

@@ -1,0 +1,20 @@
+-- Puts one session that the index does not know (the TypeScript layer wrote it) into its key
+-- space's index, unless it was deleted meanwhile: a reindex runs while servers save and delete.
+--
+-- KEYS[1]  the session key
+-- KEYS[2]  the key space's session index (a sorted set)
+-- KEYS[3]  the key space's session titles (a hash)
+-- ARGV[1]  the session id
+-- ARGV[2]  the TTL a save gives, in ms: the session's last save is when its TTL was that long
+-- ARGV[3]  now, in ms since the epoch
+-- ARGV[4]  its title ('' for none), kept only where the index has none
+--
+-- Returns 1 when the session was indexed, 0 when the key holds no string any more.
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[2])
+local left = redis.call('PTTL', KEYS[1])
+local saved = now
+if left > 0 and left < ttl then saved = now - (ttl - left) end
+redis.call('ZADD', KEYS[2], 'GT', saved, ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[4]) end
+return 1
