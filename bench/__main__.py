@@ -19,6 +19,7 @@ import anyio
 
 from bench.distance import distance_latency
 from bench.environment import BenchEnvironment, bench_environment
+from bench.listing import index_costs
 from bench.mcp_overhead import mcp_overhead
 from bench.reads import read_costs
 from bench.report import PLOT_FILE, RESULT_FILE, Machine, Results, markdown, plot
@@ -46,6 +47,8 @@ class Plan:
     sqlite_samples: int
     writer_counts: tuple[int, ...]
     turns_per_writer: int
+    index_sizes: tuple[int, ...]
+    index_samples: int
 
 
 FULL = Plan(
@@ -63,6 +66,8 @@ FULL = Plan(
     sqlite_samples=100,
     writer_counts=(2, 8, 32),
     turns_per_writer=20,
+    index_sizes=(10, 10_000),
+    index_samples=30,
 )
 QUICK = Plan(
     valkey_lengths=(10, 1000),
@@ -79,6 +84,8 @@ QUICK = Plan(
     sqlite_samples=5,
     writer_counts=(2, 8),
     turns_per_writer=10,
+    index_sizes=(10, 1000),
+    index_samples=3,
 )
 
 
@@ -108,6 +115,8 @@ async def run_all(env: BenchEnvironment, plan: Plan, quick: bool) -> Results:
     results.wire = await upstash_wire(env, plan.kept_lengths, plan.wire_saves)
     results.sqlite = await sqlite_costs(env, plan.kept_lengths, plan.sqlite_samples)
     results.lost = await lost_turns(env, plan.writer_counts, plan.turns_per_writer)
+    progress("the session index")
+    results.index = await index_costs(env, plan.index_sizes, plan.index_samples)
     results.minutes = (time.monotonic() - started) / 60
     return results
 

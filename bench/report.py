@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 from bench.approaches import APPROACHES, OURS
 from bench.data import filler_turns, turn_json
 from bench.distance import OPERATIONS, DistanceLatency
+from bench.listing import LIST_PAGE, SAVE_INDEXED, SAVE_UNINDEXED, IndexCost
 from bench.mcp_overhead import ToolOverhead
 from bench.reads import ReadCost
 from bench.valkey_time import FLOOR_LUA, GET_SET, OURS_TURN, RPUSH_LUA, SaveCommands, ValkeyTime
@@ -74,6 +75,7 @@ class Results:
     wire: list[WireCost] = field(default_factory=list)
     sqlite: list[SQLiteCost] = field(default_factory=list)
     lost: list[LostTurns] = field(default_factory=list)
+    index: list[IndexCost] = field(default_factory=list)
     minutes: float = 0.0
 
 
@@ -352,6 +354,47 @@ def _kept_section(results: Results) -> list[str]:
     ]
 
 
+def _index_section(results: Results) -> list[str]:
+    if not results.index:
+        return []
+    by = {(c.operation, c.indexed_sessions): c for c in results.index}
+    rows = []
+    for cost in results.index:
+        if cost.operation == SAVE_INDEXED:
+            unindexed = by[(SAVE_UNINDEXED, cost.indexed_sessions)].billed_commands
+            billed = f"{mark(cost.billed_commands, unindexed + 1)} (≤ {unindexed:g} + 1)"
+            target = f"{billed}, trips {mark(cost.round_trips, 1)}"
+        elif cost.operation == LIST_PAGE:
+            target = f"{mark(cost.billed_commands, 3)} (≤ 3), trips {mark(cost.round_trips, 1)}"
+        else:
+            target = "-"
+        rows.append(
+            [
+                cost.operation,
+                f"{cost.indexed_sessions:,}",
+                f"{cost.round_trips:g}",
+                f"{cost.billed_commands:g}",
+                _us(cost.valkey_us),
+                target,
+            ]
+        )
+    return [
+        "## 7. The session index, on Upstash",
+        "",
+        "A save keeps its key space's session index (a sorted set and a hash of titles) in the same "
+        "script; a page of `list_sessions` is one more script. Measured through the Upstash gateway, "
+        "with that many sessions already in the index, each save into a session of 10 turns. Round "
+        "trips are HTTP requests; billed commands and Valkey time as in sections 1 and 2. Targets: a "
+        "save with the index costs one billed command more than without and one round trip; a page "
+        "of 20 costs one round trip and at most 3 billed commands.",
+        "",
+        *_table(
+            ["operation", "indexed sessions", "round trips", "billed commands", "Valkey µs", "target"],
+            rows,
+        ),
+    ]
+
+
 def _turn_bytes() -> int:
     return len(turn_json(filler_turns(1)[0]).encode())
 
@@ -382,6 +425,7 @@ def markdown(results: Results) -> str:
         *_reads_section(results),
         *_mcp_section(results),
         *_kept_section(results),
+        *_index_section(results),
         "## Plot",
         "",
         f"![Valkey time per save, latency at 10 ms RTT, bytes per save on Upstash, lost turns]({PLOT_FILE})",

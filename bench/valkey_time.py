@@ -97,7 +97,7 @@ class _Floors:
         await self.client.evalsha(self.rpush_sha, 1, key, turn_json(turn), str(TTL_SECONDS))
 
 
-async def _slowlog_us(client: aioredis.Redis) -> int:
+async def slowlog_us(client: aioredis.Redis) -> int:
     """The execution time of everything logged since the last SLOWLOG RESET, in µs."""
     entries = await client.slowlog_get(-1)
     return sum(int(e["duration"]) for e in entries if not e["command"].upper().startswith(b"SLOWLOG"))
@@ -144,7 +144,7 @@ async def valkey_time(env: BenchEnvironment, lengths: tuple[int, ...], saves: in
                 for name, (server_client, op) in plans.items():
                     await server_client.slowlog_reset()
                     await op(turn)
-                    samples[name].append(await _slowlog_us(server_client))
+                    samples[name].append(await slowlog_us(server_client))
             results.append(ValkeyTime(turns, {k: float(statistics.median(v)) for k, v in samples.items()}))
     finally:
         await client.config_set("slowlog-log-slower-than", 10_000)
@@ -157,7 +157,7 @@ async def valkey_time(env: BenchEnvironment, lengths: tuple[int, ...], saves: in
     return results
 
 
-async def _billed(client: aioredis.Redis) -> int:
+async def billed_commands(client: aioredis.Redis) -> int:
     stats = await client.info("commandstats")
     return sum(int(entry["calls"]) for name, entry in stats.items() if not name.startswith(_NOT_BILLED))
 
@@ -201,7 +201,7 @@ async def save_commands(env: BenchEnvironment, lengths: tuple[int, ...], saves: 
                         before = proxy.round_trips
                         await op(new_turns(i, count))
                         trips.append(proxy.round_trips - before)
-                        billed.append(await _billed(direct))
+                        billed.append(await billed_commands(direct))
                     results.append(SaveCommands(name, turns, statistics.mean(trips), statistics.mean(billed)))
         finally:
             await store.aclose()
