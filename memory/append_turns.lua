@@ -3,14 +3,14 @@
 --
 -- KEYS[1]  the session key
 -- KEYS[2]  its deletion marker: the time of its last delete, kept for a while (read only
---          when the session does not exist)
+--          when the session does not exist, or the save began before its newest turn)
 -- KEYS[3]  optional: the key space's session index, a sorted set of session ids scored by
 --          their last save, where the session's score becomes the save's time
 -- KEYS[4]  with KEYS[3]: the key space's session titles, a hash, set when the session is created
 -- ARGV[1]  TTL in seconds, reset by every save
 -- ARGV[2]  maximum size of the stored value, in bytes
 -- ARGV[3]  when the save began, in ms since the epoch: a save that began before the last
---          delete does not create the session again; its score in the index
+--          delete stores nothing (the session was forgotten); its score in the index
 -- ARGV[4]  the session id, as the index lists it
 -- ARGV[5]  the session's title, if this save creates it ('' for none)
 -- ARGV[6…] four arguments per new turn, in order:
@@ -463,6 +463,23 @@ else
     end
     if #value >= widest then return { 'not_a_session', 0 } end
     value = redis.call('GETRANGE', key, -math.min(8 * #value, widest), -1)
+  end
+end
+
+-- A save that began before the last delete belongs to the conversation that was forgotten:
+-- it is refused even where a newer save has created the session again. The marker is read
+-- only when the session does not exist, or when the save began before its newest turn was
+-- stamped (a save that arrives late, or one racing another); other saves do not pay for it.
+if not created then
+  local near_end, newest, from = sub(value, -256), nil, 1
+  while true do
+    local _, e, digits = find(near_end, '"timestamp":(%d+)', from)
+    if not e then break end
+    newest, from = tonumber(digits), e + 1
+  end
+  if newest and started < newest then
+    local deleted = tonumber(redis.call('GET', marker) or '')
+    if deleted and started < deleted then return { 'deleted', 0 } end
   end
 end
 

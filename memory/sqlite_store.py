@@ -215,7 +215,8 @@ class SQLiteStore(BaseStore):
         with transaction(self._writer) as connection:
             now = now_ms()
             live = _live_session(connection, key, now)
-            if live is None and _deleted_since(connection, key, save.started_at, now):
+            # Whether the session exists or a newer save created it again since.
+            if _deleted_since(connection, key, save.started_at, now):
                 raise _Deleted
             count, size = (0, 2) if live is None else live
             outcomes: list[TurnOutcome] = []

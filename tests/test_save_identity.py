@@ -143,17 +143,29 @@ async def test_a_save_that_began_before_a_delete_does_not_bring_the_session_back
     assert [t.content for t in await store.get_session("s")] == ["a new start"]
 
 
-async def test_a_late_save_appends_as_a_repeat_once_a_new_save_recreated_the_session(
+async def test_a_late_save_is_refused_where_a_newer_save_created_the_session_again(
     store: SessionStore,
 ) -> None:
+    assert isinstance(store, BaseStore)
+    await store.save_turn("s", turn("forget me"))
+    late = plan_save([turn("said before the delete")], store.config)
+    late = dataclasses.replace(late, started_at=late.started_at - 1)
+    await store.delete_session("s")
+    await store.save_turn("s", turn("a new conversation"))
+    with pytest.raises(SessionDeletedError):
+        await store._append(store._key("", "s"), "s", late)
+    assert [t.content for t in await store.get_session("s")] == ["a new conversation"]
+
+
+async def test_a_late_save_after_its_own_retry_leaves_one_copy(store: SessionStore) -> None:
     assert isinstance(store, BaseStore)
     late = plan_save([turn("hello")], store.config)
     late = dataclasses.replace(late, started_at=late.started_at - 1)
     await store.delete_session("s")
     retried = await store.save_turn("s", turn("hello", turn_id=late.id))  # the client's retry
-    result = await store._append(store._key("", "s"), "s", late)  # then the late original
-    assert (result.turns[0].stored, result.turns[0].timestamp) == (False, retried.timestamp)
-    assert [t.content for t in await store.get_session("s")] == ["hello"]
+    with pytest.raises(SessionDeletedError):
+        await store._append(store._key("", "s"), "s", late)  # then the late original
+    assert [(t.content, t.id) for t in await store.get_session("s")] == [("hello", retried.id)]
 
 
 async def test_a_delete_of_a_missing_session_still_keeps_a_late_save_out(store: SessionStore) -> None:
