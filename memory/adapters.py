@@ -117,14 +117,26 @@ class RedisAdapter:
         )
 
 
+class _ServerFailed(Exception):
+    """Upstash, or a proxy in front of it, answered with a 5xx status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+async def _refuse_server_errors(response: httpx.Response) -> None:
+    if response.status_code >= 500:
+        raise _ServerFailed(response.status_code)
+
+
 class UpstashAdapter:
     """The official `upstash-redis` client, with no retries of its own (they wait 3 s each).
 
-    Its public surface gives the JSON body of an answer, never its HTTP status: errors are
-    told apart by what the client raises. That costs two distinctions: a 5xx whose body is a
-    JSON error reads like the store refusing the command (not retried), and a URL with a wrong
-    path reads so too (which `check` reports as a setting to fix). An answer that is not JSON
-    (a proxy's error page) is still an outage, and retried.
+    Its public surface gives the JSON body of an answer, never its HTTP status, so a response
+    hook on its HTTP client tells a 5xx (an outage, retried, whatever its body) from the store
+    refusing a command. A URL with a wrong path still reads like a refusal (which `check`
+    reports as a setting to fix).
     """
 
     backend = "upstash"
@@ -137,6 +149,7 @@ class UpstashAdapter:
         parts = urlsplit(url)
         self._tls_address = (parts.hostname or "", parts.port or 443) if parts.scheme == "https" else None
         self._client = UpstashRedis(url=url, token=token, rest_retries=0, allow_telemetry=False)
+        _http_client(self._client).event_hooks["response"].append(_refuse_server_errors)
 
     async def command(self, *args: Argument) -> object:
         try:
@@ -157,6 +170,8 @@ class UpstashAdapter:
             return errors.not_utf8()
         if isinstance(exc, httpx.TransportError):
             return unreachable(exc, self.what, self.variable)
+        if isinstance(exc, _ServerFailed):
+            return StoreUnavailableError(f"{self.what} answered HTTP {exc.status}; try again later")
         if isinstance(exc, json.JSONDecodeError):
             return StoreUnavailableError(
                 f"{self.what} answered with something that is not JSON (an outage or a proxy error page); "
@@ -255,3 +270,11 @@ def _code(exc: Exception) -> str:
     """The code word a Redis error reply opens with (`WRONGTYPE`, `BUSY`, …)."""
     words = str(exc).split(maxsplit=1)
     return words[0].upper() if words else ""
+
+
+def _http_client(client: UpstashRedis) -> httpx.AsyncClient:
+    """The httpx client inside upstash-redis (not public; a test holds it to the pinned series)."""
+    http = client._http._client
+    if not isinstance(http, httpx.AsyncClient):
+        raise TypeError("upstash-redis no longer sends through an httpx.AsyncClient")
+    return http

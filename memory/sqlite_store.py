@@ -251,7 +251,7 @@ class SQLiteStore(BaseStore):
                     size,
                     key_space(key, session_id),
                     session_id,
-                    save.started_at,
+                    now,
                     save.title,
                 ),
             )

@@ -38,7 +38,8 @@ def reindex_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], 
         indexed, seen = anyio.run(_reindex, settings)
     except SessionMemoryError as exc:
         raise SystemExit(f"session-memory-mcp reindex: {exc}") from None
-    print(f"session-memory-mcp reindex: indexed {indexed} sessions among {seen} keys under the key prefix")
+    sessions = "session" if indexed == 1 else "sessions"
+    print(f"session-memory-mcp reindex: indexed {indexed} {sessions} among {seen} keys under the key prefix")
 
 
 async def _reindex(settings: Settings) -> tuple[int, int]:

@@ -17,7 +17,6 @@ from memory import (
     ChatTurn,
     SessionStore,
     StoreAuthError,
-    StoreError,
     StoreSettingsError,
     StoreUnavailableError,
     open_store,
@@ -69,20 +68,21 @@ async def test_check_with_https_on_a_plain_port_is_a_setting_to_fix(
             gc.collect()
 
 
-# -- Upstash: the client shows the JSON body of an answer, not its HTTP status -------------------
+# -- Upstash: an answer's HTTP status, which the client does not show --------------------------
 
 
-async def test_upstash_5xx_with_a_json_body_reads_as_a_refusal_and_is_not_sent_again(
+async def test_upstash_5xx_with_a_json_body_is_an_outage_and_is_sent_again(
     make_settings: SettingsFactory, gateway: UpstashGateway
 ) -> None:
-    # The cost of reading only what upstash-redis raises: the 503 is out of sight.
     async with open_store(make_settings("upstash", store_retries=2)) as store:
         gateway.inject(Fault.JSON_503, count=3)
-        with pytest.raises(StoreError, match=r"^Upstash refused the command: ERR service temporarily"):
+        with pytest.raises(
+            StoreUnavailableError, match=r"^Upstash at http://127\.0\.0\.1:\d+ answered HTTP 503; try"
+        ):
             await store.save_turn("s", HI)
-        assert len(gateway.one_shot_faults) == 2, "one attempt only"
-        gateway.restore()
-        assert (await store.save_turn("s", HI)).stored
+        assert len(gateway.one_shot_faults) == 0, "the first attempt and both retries"
+        gateway.inject(Fault.JSON_503)
+        assert (await store.save_turn("s", HI)).stored  # the retry after one 503
         assert without_ids(await store.get_session("s")) == [HI]
 
 

@@ -137,12 +137,12 @@ async def test_a_stalled_gateway_gives_a_clear_error_within_the_timeout(
         assert time.monotonic() - started < 2.5
 
 
-async def test_a_non_json_error_page_is_reported_as_unavailable(
+async def test_an_error_page_is_reported_as_unavailable_with_its_status(
     upstash: SessionStore, gateway: UpstashGateway
 ) -> None:
     gateway.inject(Fault.HTML_500, count=3)  # the first try and both retries
     with pytest.raises(
-        StoreUnavailableError, match=r"proxy error page\); try again later \(the save may have reached"
+        StoreUnavailableError, match=r"answered HTTP 500; try again later \(the save may have reached"
     ):
         await upstash.save_turn("s1", turn("hi"))
     assert await upstash.get_session("s1") == []
