@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from localservers.relay import Relay
+
 _CHUNK = 64 * 1024
 
 
 @dataclass
-class DelayProxy:
+class DelayProxy(Relay):
     target_port: int
     one_way_delay: float = 0.0
     target_host: str = "127.0.0.1"
@@ -87,29 +89,11 @@ class DelayProxy:
         if self._thread is not None:
             self._thread.join()
 
-    async def _shutdown(self, server: asyncio.Server) -> None:
-        server.close()
-        for writer in list(self._connections):
-            writer.transport.abort()
-        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # A stop cancels the connections still open: that ends them, and is no error.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            self._connections.discard(writer)
-            writer.transport.abort()
+        upstream = await self._open_upstream(writer)
+        if upstream is None:
             return
-        self._connections.add(up_writer)
+        up_reader, up_writer = upstream
         # Which way the last bytes went on this connection: a turn to "up" after "down" is a round trip.
         last = ["down"]
 

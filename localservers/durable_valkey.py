@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localservers.redis_server import free_port, server_binary
-
-# Patience for a loaded machine (an AOF to replay after a kill), not a bound.
-_START_PATIENCE_SECONDS = 30
+from localservers.redis_server import free_port, launch, wait_for_pong
 
 
 @dataclass
@@ -41,41 +36,10 @@ class DurableValkey:
     def start(self) -> DurableValkey:
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="session-memory-durable-")
-        args = [
-            str(server_binary()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            self._workdir.name,
-        ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = launch(self.port, self._workdir.name, durable=True)
         self.paused = False
-        self._wait_ready()
+        wait_for_pong(self._process, self.port)
         return self
-
-    def _wait_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + _START_PATIENCE_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Valkey exited with code {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):  # not -LOADING: the AOF is replayed
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"Valkey did not answer PING within {_START_PATIENCE_SECONDS} s")
 
     def pause(self) -> None:
         """SIGSTOP: it holds every connection and runs nothing until `resume()`."""

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 
 from localservers.chaos import Chaos
+from localservers.relay import Relay
 
 _CHUNK = 64 * 1024
 PROXY_KINDS = ("stall", "reset_before", "reset_after")
@@ -31,7 +32,7 @@ _RESET_AFTER_SECONDS = 0.02
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(Relay):
     target_port: int
     chaos: Chaos
     stall_seconds: tuple[float, float] = (1.0, 3.0)
@@ -84,28 +85,11 @@ class FaultProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    async def _shutdown(self, server: asyncio.Server) -> None:
-        server.close()
-        for writer in list(self._connections):
-            writer.transport.abort()
-        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        except OSError:
-            self._connections.discard(writer)
-            writer.transport.abort()
+        upstream = await self._open_upstream(writer)
+        if upstream is None:
             return
-        self._connections.add(up_writer)
+        up_reader, up_writer = upstream
         # Set by a reset_after: the server's answers are no longer passed on.
         muted = asyncio.Event()
         up = asyncio.ensure_future(self._forward(reader, up_writer, writer, muted))

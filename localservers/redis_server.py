@@ -32,6 +32,42 @@ def server_binary() -> Path:
     return Path(get_binary_path())
 
 
+# Patience for a loaded machine (an append-only file to replay after a kill), not a bound.
+START_PATIENCE_SECONDS = 30
+
+
+def launch(
+    port: int, directory: str, *, durable: bool, password: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A server on 127.0.0.1:`port` with its files in `directory`: without persistence, or
+    `durable`: every write in the append-only file, on disk before its reply leaves."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    args = [str(server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence]
+    args += ["--dir", directory]
+    if password:
+        args += ["--requirepass", password]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_pong(
+    process: subprocess.Popen[bytes], port: int, accept: tuple[bytes, ...] = (b"+PONG",)
+) -> None:
+    """Return once the server answers PING with one of `accept` (not -LOADING: its data is in)."""
+    deadline = time.monotonic() + START_PATIENCE_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Redis-protocol server exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(accept):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the Redis-protocol server did not answer PING within {START_PATIENCE_SECONDS} s")
+
+
 @dataclass
 class RedisServer:
     """A throwaway server on 127.0.0.1 with no persistence; `stop()` kills it."""
@@ -48,36 +84,13 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="session-memory-redis-")
-        args = [
-            str(server_binary()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self._workdir.name,
-        ]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30  # patience for a loaded machine, not a bound
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the Redis-protocol server exited with code {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    reply = sock.recv(64)
-                    if reply.startswith((b"+PONG", b"-NOAUTH")):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the Redis-protocol server did not start within 10 s")
+        self._process = launch(self.port, self._workdir.name, durable=False, password=self.password)
+        try:
+            wait_for_pong(self._process, self.port, accept=(b"+PONG", b"-NOAUTH"))
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self._process is not None:
