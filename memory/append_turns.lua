@@ -13,7 +13,10 @@
 --          delete stores nothing (the session was forgotten); its score in the index
 -- ARGV[4]  the session id, as the index lists it
 -- ARGV[5]  the session's title, if this save creates it ('' for none)
--- ARGV[6…] four arguments per new turn, in order:
+-- ARGV[6]  '1' to look for the turns' ids beyond the newest WINDOW bytes (as far as the widest
+--          read, one GETRANGE more) when they are not found there: for ids a caller gave,
+--          which may be a retry's, and for the server's own retries; else '0'
+-- ARGV[7…] four arguments per new turn, in order:
 --            its JSON text up to the timestamp: {"role":"…","content":"…","timestamp":
 --            its timestamp, in decimal
 --            'keep': the caller chose the timestamp, so an equal stored turn (same role,
@@ -428,7 +431,8 @@ local function append_point(s, whole)
 end
 
 local key, marker, ttl, max_bytes, started = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local FIRST_TURN = 6
+local deep = ARGV[6] == '1'
+local FIRST_TURN = 7
 
 -- A saved session's entry in the index: its last save (never moved back by a save that
 -- arrives late), and its title when this save created it.
@@ -489,18 +493,29 @@ end
 
 -- The stored turn that ends with `suffix` (its id and closing brace) at `at`: its timestamp,
 -- and where it starts, or nil when its role or content differ from `prefix`'s.
-local function turn_with_id(prefix, at)
-  local first, c = at - 1, byte(value, at - 1)
+local function turn_with_id(s, prefix, at)
+  local first, c = at - 1, byte(s, at - 1)
   while c and c >= 48 and c <= 57 do
     first = first - 1
-    c = byte(value, first)
+    c = byte(s, first)
   end
-  local stamp = tonumber(sub(value, first + 1, at - 1))
+  local stamp = tonumber(sub(s, first + 1, at - 1))
   local start = first + 1 - #prefix
   -- A turn that began before the bytes read is compared as far as they go.
   local head = math.max(1, start)
-  if not stamp or sub(value, head, first) ~= sub(prefix, head - start + 1) then return nil end
+  if not stamp or sub(s, head, first) ~= sub(prefix, head - start + 1) then return nil end
   return stamp, start
+end
+
+-- The bytes before those read, up to the widest a save reads (and a little of what was read,
+-- so that no id is cut in two), read once, when a turn with an id a caller gave is not among
+-- the newest WINDOW bytes: a retry whose first attempt lies further back.
+local older = nil
+local function bytes_before()
+  if older == nil then
+    older = short and '' or redis.call('GETRANGE', key, -math.max(WIDEST, max_bytes), 255 - #value)
+  end
+  return older
 end
 
 -- Whether the bytes read hold `text` followed by the end of a turn or its id.
@@ -522,11 +537,15 @@ for n = FIRST_TURN, #ARGV, 4 do
   local prefix, stamp, mode, id = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2], ARGV[n + 3]
   local suffix = ',"id":"' .. id .. '"}'
   local state = 1
-  local at = find(value, suffix, 1, true)
+  local within, at = value, find(value, suffix, 1, true)
+  if not at and deep and not created then
+    within = bytes_before()
+    at = find(within, suffix, 1, true)
+  end
   if at then
-    local stored, start = turn_with_id(prefix, at)
+    local stored, start = turn_with_id(within, prefix, at)
     if not stored then return { 'id_taken', (n - FIRST_TURN) / 4 } end
-    stamp, state = stored, (open and start == open + 1) and 2 or 0
+    stamp, state = stored, (within == value and open and start == open + 1) and 2 or 0
   elseif mode == 'keep' then
     local text = prefix .. format('%.0f', stamp)
     at = holds_turn(text)

@@ -184,15 +184,17 @@ class RedisStore(BaseStore):
     async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in save.turns), len(save.turns))
         keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
-        arguments = self._arguments(session_id, save)
+        arguments = self._arguments(session_id, save, deep=save.caller_ids)
+        again = self._arguments(session_id, save, deep=True)
         attempts = 0
 
         # A retry may follow an attempt that ran: the script then finds that attempt's turns by
-        # their ids, and stores nothing again.
+        # their ids (as far back as they are), and stores nothing again.
         async def send() -> object:
             nonlocal attempts
             attempts += 1
-            return await self._eval(append_script(self.adapter.key_locking), keys, arguments)
+            script = append_script(self.adapter.key_locking)
+            return await self._eval(script, keys, arguments if attempts == 1 else again)
 
         async with self._within_timeout():
             reply = await self._call(send)
@@ -303,7 +305,7 @@ class RedisStore(BaseStore):
         async with self._within_timeout():
             await self._call(lambda: self._eval(script, list(index_keys(space)), [str(live_after), "1000"]))
 
-    def _arguments(self, session_id: str, save: PlannedSave) -> list[str]:
+    def _arguments(self, session_id: str, save: PlannedSave, deep: bool) -> list[str]:
         """ARGV for the append script, in the order it reads them."""
         config = self.config
         arguments = [
@@ -312,6 +314,7 @@ class RedisStore(BaseStore):
             str(save.started_at),
             session_id,
             save.title or "",
+            "1" if deep else "0",
         ]
         for turn in save.turns:
             arguments += [turn.prefix, str(turn.timestamp), turn.mode, turn.id]

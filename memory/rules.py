@@ -341,6 +341,9 @@ class PlannedSave:
     turns: list[PlannedTurn]
     started_at: int
     title: str | None  # the session's title, if this save creates it
+    # Whether the caller gave an id: then this save may be a retry, whose first attempt is
+    # looked for through the whole session, not only its newest bytes.
+    caller_ids: bool
 
 
 _TURN_ID = re.compile(TURN_ID_PATTERN)
@@ -356,6 +359,7 @@ def plan_save(
     another message, so the timestamp moves past it ('move').
     """
     started_at = now_ms()
+    caller_id = save_id
     if save_id is None and len(turns) == 1 and turns[0].id is not None:
         save_id = turns[0].id  # a turn saved alone: the save's id is the turn's
     elif save_id is None:
@@ -391,7 +395,9 @@ def plan_save(
             f"{what} {size} bytes as stored, more than a whole session may hold "
             f"({config.max_session_bytes} bytes); nothing was saved (save fewer or shorter turns)"
         )
-    return PlannedSave(save_id, planned, started_at, session_title([(t.role, t.content) for t in turns]))
+    title = session_title([(t.role, t.content) for t in turns])
+    caller_ids = caller_id is not None or any(turn.id is not None for turn in turns)
+    return PlannedSave(save_id, planned, started_at, title, caller_ids)
 
 
 def check_save_id(save_id: str) -> str:

@@ -216,6 +216,7 @@ def test_an_equal_turn_counts_as_the_sessions_first_only_when_the_head_was_read(
             "0",
             "s",
             "",
+            "0",
             '{"role":"user","content":"first","timestamp":',
             "1",
             "keep",
@@ -238,3 +239,22 @@ def test_the_retry_window_the_server_states_is_the_one_the_script_reads() -> Non
     match = re.search(r"^local WINDOW = (\d+)", source, flags=re.MULTILINE)
     assert match is not None, "the script no longer names its window WINDOW"
     assert int(match[1]) == RETRY_WINDOW_BYTES
+
+
+@pytest.mark.parametrize("backend", ["redis", "upstash"])
+async def test_a_retry_with_an_id_is_found_beyond_the_window_for_one_command_more(
+    backend: str, make_settings: SettingsFactory, redis_raw: RedisRaw
+) -> None:
+    async with open_store(make_settings(backend, max_session_bytes=16 * MiB, session_index=False)) as store:
+        first = await store.save_turn("s1", NewTurn(role="user", content="the question", id="msg-1"))
+        await store.save_turns("s1", filler(100))  # about 55 KB after it: past the window
+        redis_raw.reset_billing()
+        again = await store.save_turn("s1", NewTurn(role="user", content="the question", id="msg-1"))
+        assert (again.stored, again.timestamp) == (False, first.timestamp)
+        # EVALSHA, GETRANGE of the window, STRLEN, GETRANGE of what lies before it, EXPIRE
+        assert redis_raw.billed_commands() == 5
+        redis_raw.reset_billing()
+        fresh = await store.save_turn("s1", NewTurn(role="user", content="the question"))
+        assert fresh.stored  # an id the server made is new: nothing more is read
+        assert redis_raw.billed_commands() == 5  # EVALSHA, GETRANGE, STRLEN, SETRANGE, EXPIRE
+        assert [t.content for t in await store.get_session("s1")].count("the question") == 2
