@@ -51,7 +51,8 @@ INSTRUCTIONS = (
     "user's message and the reply) with save_turns (the first call without a session_id creates "
     "the session and returns its id; reuse that id), and read earlier turns with get_session. "
     "To retry a save that failed, repeat the same call with the id its error names: it is stored "
-    "once. Sessions expire after a period without saves."
+    "once. To go back to an earlier conversation whose id you do not have, call list_sessions. "
+    "Sessions expire after a period without saves."
 )
 
 
