@@ -11,12 +11,20 @@ from urllib.parse import unquote_to_bytes
 
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    ListResourcesResult,
+    PaginatedRequestParams,
+)
 from pydantic import AnyUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +33,9 @@ from starlette.types import ASGIApp
 from memory import SessionStore
 from server.auth import STATIC_TOKEN_CLIENT, DenialLog, JwtVerifier, NamedTokenVerifier
 from server.http_edges import HostNames, HttpEdges, Origins
-from server.isolation import store_lookup
+from server.isolation import StoreLookup, store_lookup
 from server.jwks import JwksCache
+from server.listing import list_resources_page, register_completions
 from server.prompts import register_prompts, unknown_prompt
 from server.readiness import ReadinessProbe
 from server.resources import register_resources
@@ -42,7 +51,8 @@ INSTRUCTIONS = (
     "user's message and the reply) with save_turns (the first call without a session_id creates "
     "the session and returns its id; reuse that id), and read earlier turns with get_session. "
     "To retry a save that failed, repeat the same call with the id its error names: it is stored "
-    "once. Sessions expire after a period without saves."
+    "once. To go back to an earlier conversation whose id you do not have, call list_sessions. "
+    "Sessions expire after a period without saves."
 )
 
 
@@ -107,6 +117,18 @@ class StrictServer(MCPServer[Any]):
     """
 
     _declared: dict[str, frozenset[str]] | None = None
+    # Where resources/list finds the caller's sessions; without it, only the fixed resources.
+    session_stores: StoreLookup | None = None
+
+    async def _handle_list_resources(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        # The SDK lists only resources registered up front, in one page; sessions come and go.
+        fixed = await self.list_resources()
+        if self.session_stores is None:
+            return ListResourcesResult(resources=fixed)
+        cursor = params.cursor if params is not None else None
+        return await list_resources_page(self.session_stores(), fixed, cursor)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
@@ -177,6 +199,8 @@ def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | No
     register_tools(server, stores, settings.max_content_chars, settings.session_ttl_seconds)
     register_resources(server, stores)
     register_prompts(server, stores, settings.session_ttl_seconds)
+    register_completions(server, stores)
+    server.session_stores = stores
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:

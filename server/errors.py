@@ -15,6 +15,7 @@ from memory import (
     InvalidSessionIdError,
     SessionDeletedError,
     SessionFullError,
+    SessionIndexOffError,
     SessionMemoryError,
     StoreAuthError,
     StoreSettingsError,
@@ -30,6 +31,7 @@ _HEADINGS: list[tuple[type[SessionMemoryError], str]] = [
     (InvalidRequestError, "Invalid request"),
     (SessionFullError, "Session full"),
     (SessionDeletedError, "Session deleted"),
+    (SessionIndexOffError, "Listing unavailable"),
     (CorruptSessionError, "Not a session"),
     (StoreUnavailableError, "Store unavailable"),
     (StoreAuthError, "Store rejected the credentials (a server configuration problem)"),
@@ -49,6 +51,18 @@ def as_tool_errors() -> Iterator[None]:
 def tool_error(error: SessionMemoryError) -> ToolError:
     """A ToolError whose message starts with a short heading, then the memory layer's detail."""
     return ToolError(describe(error))
+
+
+@contextmanager
+def as_listing_errors() -> Iterator[None]:
+    """For list_sessions: a refused cursor is invalid params (-32602), as a list method's cursor
+    is; anything else becomes a ToolError the model reads."""
+    try:
+        yield
+    except InvalidRequestError as exc:
+        raise protocol_error(exc) from exc
+    except SessionMemoryError as exc:
+        raise tool_error(exc) from exc
 
 
 @contextmanager

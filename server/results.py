@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from memory import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, Role, SaveResult, TurnOutcome
+from memory import MAX_SAFE_INTEGER, BatchSaveResult, ChatTurn, Role, SaveResult, SessionPage, TurnOutcome
 
 
 def inline_schema(model: type[BaseModel]) -> WithJsonSchema:
@@ -107,3 +107,36 @@ class SessionTurns(BaseModel):
 class DeletedSession(BaseModel):
     session_id: str
     deleted: bool = Field(description="False if there was no such session (or it had expired).")
+
+
+class ListedSession(BaseModel):
+    session_id: str = Field(description="Pass it to get_session to read the conversation.")
+    title: str | None = Field(
+        description="The conversation's first user message, shortened; null when none is known."
+    )
+    updated_at: int = Field(description="When the session was last saved to, ms since the epoch.")
+    updated_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+    expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
+    expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+
+
+class SessionList(BaseModel):
+    sessions: list[Annotated[ListedSession, inline_schema(ListedSession)]] = Field(
+        description="Most recently saved first."
+    )
+    next_cursor: str | None = Field(description="Pass it as cursor for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: SessionPage) -> SessionList:
+        listed = [
+            ListedSession(
+                session_id=summary.session_id,
+                title=summary.title,
+                updated_at=summary.updated_at,
+                updated_at_iso=iso_utc(summary.updated_at),
+                expires_at=summary.expires_at,
+                expires_at_iso=iso_utc(summary.expires_at),
+            )
+            for summary in page.sessions
+        ]
+        return cls(sessions=listed, next_cursor=page.next_cursor)

@@ -1,4 +1,4 @@
-"""The MCP tools: save_turn, save_turns, get_session and delete_session.
+"""The MCP tools: save_turn, save_turns, get_session, delete_session and list_sessions.
 
 `SessionTools` does what each tool does, over one store, without MCP; `register_tools`
 publishes thin wrappers that declare the parameters and call it with the client's store.
@@ -26,10 +26,21 @@ from memory import (
     SessionStore,
     new_session_id,
 )
-from server.errors import as_tool_errors
+from server.errors import as_listing_errors, as_tool_errors
 from server.isolation import StoreLookup
-from server.results import DeletedSession, SavedTurn, SavedTurns, SessionTurns, inline_schema
+from server.results import (
+    DeletedSession,
+    SavedTurn,
+    SavedTurns,
+    SessionList,
+    SessionTurns,
+    inline_schema,
+)
 from server.wording import ttl_words
+
+# The largest page the store lists (memory.index), and a page's size unless asked otherwise.
+MOST_PER_PAGE = 100
+PAGE_SIZE = 20
 
 SESSION_ID_WORDS = (
     f"An opaque string of 1 to {MAX_SESSION_ID_CHARS} characters with no whitespace, "
@@ -83,6 +94,12 @@ class SessionTools:
         with as_tool_errors():
             deleted = await self.store.delete_session(session_id)
         return DeletedSession(session_id=session_id, deleted=deleted)
+
+    async def list_sessions(self, limit: int = PAGE_SIZE, cursor: str | None = None) -> SessionList:
+        """The sessions, most recently saved first, `limit` at a time; a refused cursor is -32602."""
+        with as_listing_errors():
+            page = await self.store.list_sessions(limit, cursor)
+        return SessionList.of(page)
 
 
 def _or_new(session_id: str | None) -> str:
@@ -155,6 +172,18 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
     async def delete_session(session_id: SessionId) -> DeletedSession:
         return await SessionTools(stores()).delete_session(session_id)
 
+    async def list_sessions(
+        limit: Annotated[
+            StrictInt,
+            Field(description=f"How many sessions to return, 1 to {MOST_PER_PAGE}.", ge=1, le=MOST_PER_PAGE),
+        ] = PAGE_SIZE,
+        cursor: Annotated[
+            str | None,
+            Field(description="The next_cursor of the previous page, unchanged. Omit it for the first page."),
+        ] = None,
+    ) -> SessionList:
+        return await SessionTools(stores()).list_sessions(limit, cursor)
+
     expiry = ttl_words(ttl_seconds)
     server.add_tool(
         save_turn,
@@ -203,6 +232,21 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "save_turn or from the client application. Pass last=N for only the newest N turns. An "
             "unknown or expired session gives an empty list, not an error. Reading does not extend "
             "the session's life."
+        ),
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    server.add_tool(
+        list_sessions,
+        title="List earlier conversations",
+        description=(
+            "List the stored conversations (sessions), most recently saved first, each with its "
+            "session_id, a title (its first user message, shortened) and when it was last saved. Call "
+            "it when the user wants to go back to an earlier conversation but has no session id: show "
+            "the titles, then call get_session with the chosen session_id to read it. If next_cursor "
+            "is not null there are more: call again with cursor=next_cursor for the next page. "
+            f"Expired sessions (no save for {expiry}) are not listed."
         ),
         annotations=ToolAnnotations(
             read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False

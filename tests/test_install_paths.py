@@ -37,7 +37,7 @@ def installer_env(**settings: str) -> dict[str, str]:
 async def save_and_read_back(parameters: StdioServerParameters) -> None:
     async with Client(parameters) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"save_turn", "save_turns", "get_session", "delete_session"}
+        assert tools == {"save_turn", "save_turns", "get_session", "list_sessions", "delete_session"}
         saved = await client.call_tool("save_turn", {"session_id": "i", "role": "user", "content": "hej"})
         assert not saved.is_error, saved.content
         read = await client.call_tool("get_session", {"session_id": "i"})

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.anyio
 AUTH_TOKEN = "http-test-token-0123456789abcdef"
 SESSION_ID = "user:42/chat#1"
 CONVERSATION = [("user", "Remember: the door code is 4711."), ("assistant", "Noted: 4711.")]
-# What the server may claim: prompts, resources and tools, and no change notifications
-# or resource subscriptions, which it never sends.
+# What the server may claim: completions, prompts, resources and tools, and no change
+# notifications or resource subscriptions, which it never sends.
 TRUTHFUL_CAPABILITIES = {
+    "completions": {},
     "prompts": {"listChanged": False},
     "resources": {"subscribe": False, "listChanged": False},
     "tools": {"listChanged": False},

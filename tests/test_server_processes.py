@@ -33,7 +33,7 @@ def structured(result: CallToolResult) -> dict[str, Any]:
 
 async def save_and_read_back(client: Client, session_id: str) -> None:
     tools = {tool.name for tool in (await client.list_tools()).tools}
-    assert tools == {"save_turn", "save_turns", "get_session", "delete_session"}
+    assert tools == {"save_turn", "save_turns", "get_session", "list_sessions", "delete_session"}
     saved = structured(
         await client.call_tool("save_turn", {"session_id": session_id, "role": "user", "content": "hej"})
     )

@@ -214,11 +214,12 @@ async def test_rejected_credentials_are_a_tool_error_without_the_token(
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_tools_publish_titles_descriptions_and_true_annotations(client: Client) -> None:
     tools = await tools_by_name(client)
-    assert set(tools) == {"save_turn", "save_turns", "get_session", "delete_session"}
+    assert set(tools) == {"save_turn", "save_turns", "get_session", "list_sessions", "delete_session"}
     expected_hints = {
         "save_turn": (False, False, False),
         "save_turns": (False, False, False),
         "get_session": (True, False, True),
+        "list_sessions": (True, False, True),
         "delete_session": (False, True, True),
     }
     for name, (read_only, destructive, idempotent) in expected_hints.items():
