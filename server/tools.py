@@ -196,10 +196,9 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             f"A session lasts {expiry} after its last save. Every save has an id, returned in the "
             "result and named in the error when the store could not be reached: to retry, repeat the "
             "same call with that id, and the turn is stored once, whatever became of the first "
-            f"attempt. A retry is recognised while that turn is among the session's newest "
-            f"{RETRY_WINDOW_BYTES // 1024} KiB (so retry soon, not after dozens of newer messages). "
-            "Saving the same role, content and timestamp again also changes nothing. Otherwise calls "
-            "are never merged: two equal messages are two turns."
+            "attempt. Saving the same role, content and timestamp again also changes nothing, while "
+            f"that turn is among the session's newest {RETRY_WINDOW_BYTES // 1024} KiB. Otherwise "
+            "calls are never merged: two equal messages are two turns."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
@@ -214,10 +213,10 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
             "user's message and your reply) instead of two save_turn calls: one "
             f"call, one store round trip. At most {MAX_BATCH_TURNS} turns. Retries follow "
             "save_turn's rules: repeat the same call with the id the result gave or the error named, "
-            "soon (it is recognised while its turns are among the session's newest "
-            f"{RETRY_WINDOW_BYTES // 1024} KiB), and the turns are stored once. With a timestamp, a "
-            "turn equal to a saved one (same role, content and timestamp) is not saved again; without "
-            "one, the server's clock is used and equal messages are never merged."
+            "and the turns are stored once. With a timestamp, a turn equal to a saved one (same role, "
+            "content and timestamp) among the session's newest "
+            f"{RETRY_WINDOW_BYTES // 1024} KiB is not saved again; without one, the server's clock is "
+            "used and equal messages are never merged."
         ),
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
