@@ -9,6 +9,7 @@ from memory.config import Backend, StoreConfig
 from memory.errors import (
     ConfigurationError,
     CorruptSessionError,
+    DeleteOutdatedError,
     InvalidRequestError,
     InvalidSessionIdError,
     SessionDeletedError,
@@ -64,6 +65,7 @@ __all__ = [
     "ChatTurn",
     "ConfigurationError",
     "CorruptSessionError",
+    "DeleteOutdatedError",
     "InvalidRequestError",
     "InvalidSessionIdError",
     "NewTurn",

@@ -42,6 +42,10 @@ class SessionFullError(SessionMemoryError):
     """Appending the turn would make the stored session larger than allowed."""
 
 
+class DeleteOutdatedError(SessionMemoryError):
+    """A save that began after the delete has landed: the delete deleted nothing."""
+
+
 class SessionIndexOffError(SessionMemoryError):
     """Sessions cannot be listed: this server keeps no session index."""
 
@@ -94,6 +98,13 @@ def deleted_during_save(session_id: str) -> SessionDeletedError:
         f"session {session_id!r} was deleted after this save began, so the save was not stored "
         "(a save under way when a session is deleted never brings it back); save again to start "
         "the session anew"
+    )
+
+
+def delete_outdated(session_id: str) -> DeleteOutdatedError:
+    return DeleteOutdatedError(
+        f"session {session_id!r} was saved to after this delete began, so nothing was deleted (a "
+        "delete never erases a newer save's turns); delete it again to forget all of it"
     )
 
 

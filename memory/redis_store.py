@@ -28,6 +28,7 @@ from memory.errors import (
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
+    delete_outdated,
     deleted_during_save,
     id_taken,
     not_a_session,
@@ -206,6 +207,8 @@ class RedisStore(BaseStore):
         arguments = [str(now_ms()), str(DELETION_MARKER_SECONDS), session_id]
         async with self._within_timeout():
             deleted = await self._call(lambda: self._eval(script, keys, arguments))
+        if deleted == -1:
+            raise delete_outdated(session_id)
         return bool(deleted)
 
     def _index_keys(self, key: str, session_id: str) -> tuple[str, ...]:

@@ -15,7 +15,14 @@ import anyio
 import anyio.to_thread
 
 from memory.config import StoreConfig
-from memory.errors import StoreUnavailableError, deleted_during_save, id_taken, not_a_session, session_full
+from memory.errors import (
+    StoreUnavailableError,
+    delete_outdated,
+    deleted_during_save,
+    id_taken,
+    not_a_session,
+    session_full,
+)
 from memory.index import ListPosition, key_space
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
@@ -43,6 +50,10 @@ class _NotASession(Exception):
 
 
 class _Deleted(Exception):
+    pass
+
+
+class _Outdated(Exception):
     pass
 
 
@@ -121,7 +132,10 @@ class SQLiteStore(BaseStore):
             raise id_taken(exc.turn_id, session_id) from None
 
     async def _delete(self, key: str, session_id: str) -> bool:
-        return await self._write(self._delete_rows, key)
+        try:
+            return await self._write(self._delete_rows, key, now_ms())
+        except _Outdated:
+            raise delete_outdated(session_id) from None
 
     async def _list(
         self, space: str, live_after: int, after: ListPosition | None, limit: int
@@ -251,7 +265,7 @@ class SQLiteStore(BaseStore):
                     size,
                     key_space(key, session_id),
                     session_id,
-                    now,
+                    save.started_at,
                     save.title,
                 ),
             )
@@ -264,10 +278,16 @@ class SQLiteStore(BaseStore):
             expires_at=expiry,
         )
 
-    def _delete_rows(self, key: str) -> bool:
+    def _delete_rows(self, key: str, started_at: int) -> bool:
         with transaction(self._writer) as connection:
             now = now_ms()
             _forget_if_expired(connection, key, now)
+            # A save that began after this delete and has landed: the delete is out of date.
+            saved = connection.execute(
+                "SELECT updated_at FROM conversations WHERE key = ?", (key,)
+            ).fetchone()
+            if saved is not None and saved[0] is not None and saved[0] > started_at:
+                raise _Outdated
             connection.execute(
                 "INSERT OR REPLACE INTO deleted_sessions VALUES (?, ?, ?)",
                 (key, now, now + DELETION_MARKER_SECONDS * 1000),

@@ -11,6 +11,7 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 
 from memory import (
     CorruptSessionError,
+    DeleteOutdatedError,
     InvalidRequestError,
     InvalidSessionIdError,
     SessionDeletedError,
@@ -31,6 +32,7 @@ _HEADINGS: list[tuple[type[SessionMemoryError], str]] = [
     (InvalidRequestError, "Invalid request"),
     (SessionFullError, "Session full"),
     (SessionDeletedError, "Session deleted"),
+    (DeleteOutdatedError, "Delete not applied"),
     (SessionIndexOffError, "Listing unavailable"),
     (CorruptSessionError, "Not a session"),
     (StoreUnavailableError, "Store unavailable"),

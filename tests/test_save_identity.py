@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import pytest
 
@@ -13,6 +14,7 @@ import memory.rules as planning
 from localservers.raw import RawAccess
 from memory import (
     ChatTurn,
+    DeleteOutdatedError,
     InvalidRequestError,
     NewTurn,
     SessionDeletedError,
@@ -185,3 +187,21 @@ async def test_an_unavailable_store_names_the_id_to_retry_with() -> None:
         "so that it is stored once)"
     )
     assert (error.save_id, error.timestamps) == ("abc", (5,))
+
+
+async def test_a_delete_that_began_before_a_landed_save_deletes_nothing(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delete held past its deadline runs after its own retry deleted the session and a newer
+    # save started it again: it must not erase that save.
+    old = await store.save_turn("s", turn("before"))
+    assert await store.delete_session("s")
+    newer = await store.save_turn("s", turn("after the delete"))
+    module = sys.modules[type(store).__module__]
+    monkeypatch.setattr(module, "now_ms", lambda: old.timestamp + 1)  # when the late delete began
+    with pytest.raises(DeleteOutdatedError, match="was saved to after this delete began"):
+        await store.delete_session("s")
+    monkeypatch.undo()
+    assert [t.id for t in await store.get_session("s")] == [newer.id]
+    assert await store.delete_session("s")  # a delete made now deletes it
+    assert await store.get_session("s") == []
