@@ -23,6 +23,7 @@ from memory import (
     BatchSaveResult,
     ChatTurn,
     NewTurn,
+    PutOutcome,
     SaveResult,
     SessionPage,
     SessionStore,
@@ -77,6 +78,9 @@ class NoopStore:
 
     async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
         return SessionPage(sessions=[], next_cursor=None)
+
+    async def put_session(self, session_id: str, turns: Sequence[ChatTurn], expires_at: int) -> PutOutcome:
+        return "written"
 
     async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
         return []

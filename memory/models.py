@@ -132,6 +132,11 @@ class SessionPage(BaseModel):
     next_cursor: str | None = Field(description="Pass it to get the next page; None on the last page.")
 
 
+# What putting a whole session did: written (it did not exist), unchanged (it held exactly these
+# turns), differs (it holds others: left as it is), expired (its expiry has passed: not written).
+PutOutcome = Literal["written", "unchanged", "differs", "expired"]
+
+
 class SessionStore(Protocol):
     """Short-term chat memory: one JSON array of turns per session, with a TTL.
 
@@ -173,6 +178,13 @@ class SessionStore(Protocol):
     async def delete_session(self, session_id: str) -> bool:
         """Forget a session; False if there was none. A save that began before the delete and
         reaches the store after it does not bring the session back."""
+        ...
+
+    async def put_session(self, session_id: str, turns: Sequence[ChatTurn], expires_at: int) -> PutOutcome:
+        """Write a whole session that does not exist, with its turns (timestamps and ids as given)
+        and its expiry (ms since the epoch), atomically; what an import does. An existing session
+        is never changed: "unchanged" when it holds exactly these turns (role, content,
+        timestamp), else "differs". A session larger than the size limit is refused."""
         ...
 
     async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Protocol, TypeVar
@@ -36,7 +36,14 @@ from memory.errors import (
     too_slow,
     unexpected_reply,
 )
-from memory.index import ListPosition, index_keys, key_space, split_session_key, title_from_head
+from memory.index import (
+    ListPosition,
+    index_keys,
+    key_space,
+    session_title,
+    split_session_key,
+    title_from_head,
+)
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
@@ -45,6 +52,7 @@ from memory.rules import (
     decode_session,
     decode_tail,
     deletion_marker_key,
+    encode_session,
     expiry_ms,
     now_ms,
 )
@@ -210,6 +218,18 @@ class RedisStore(BaseStore):
         if deleted == -1:
             raise delete_outdated(session_id)
         return bool(deleted)
+
+    async def _put(
+        self, key: str, session_id: str, turns: Sequence[ChatTurn], expires_at: int, updated_at: int
+    ) -> bool:
+        script = lua_script("put_session.lua", self.adapter.key_locking)
+        keys = [key, *self._index_keys(key, session_id)]
+        title = session_title([(turn.role, turn.content) for turn in turns]) or ""
+        time_to_live = max(1, expires_at - now_ms())
+        arguments = [encode_session(list(turns)), str(time_to_live), session_id, str(updated_at), title]
+        async with self._within_timeout():
+            written = await self._call(lambda: self._eval(script, keys, arguments))
+        return written == 1
 
     def _index_keys(self, key: str, session_id: str) -> tuple[str, ...]:
         return index_keys(key_space(key, session_id)) if self.config.session_index else ()

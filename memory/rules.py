@@ -46,6 +46,7 @@ from memory.models import (
     BatchSaveResult,
     ChatTurn,
     NewTurn,
+    PutOutcome,
     Role,
     SaveResult,
     SessionPage,
@@ -427,6 +428,10 @@ def expiry_ms(config: StoreConfig, now: int | None = None) -> int:
     return (now_ms() if now is None else now) + config.session_ttl_seconds * 1000
 
 
+def _plain(turns: Sequence[ChatTurn]) -> list[tuple[str, str, int]]:
+    return [(turn.role, turn.content, turn.timestamp) for turn in turns]
+
+
 # -- the store every backend is, and views of it -------------------------------------------------
 
 S = TypeVar("S", bound="BaseStore")
@@ -455,6 +460,12 @@ class BaseStore(ABC):
     async def _delete(self, key: str, session_id: str) -> bool:
         """Delete the session and its index entry, and leave a marker that keeps a late save from
         creating it again."""
+
+    @abstractmethod
+    async def _put(
+        self, key: str, session_id: str, turns: Sequence[ChatTurn], expires_at: int, updated_at: int
+    ) -> bool:
+        """Write the session whole unless the key exists; whether it was written."""
 
     @abstractmethod
     async def _list(
@@ -493,6 +504,9 @@ class BaseStore(ABC):
     async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
         return await self.list_in("", limit, cursor)
 
+    async def put_session(self, session_id: str, turns: Sequence[ChatTurn], expires_at: int) -> PutOutcome:
+        return await self.put_in("", session_id, turns, expires_at)
+
     async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
         return await self.ids_in("", typed, limit)
 
@@ -529,6 +543,26 @@ class BaseStore(ABC):
 
     async def delete_in(self, namespace: str, session_id: str) -> bool:
         return await self._delete(self._key(namespace, session_id), session_id)
+
+    async def put_in(
+        self, namespace: str, session_id: str, turns: Sequence[ChatTurn], expires_at: int
+    ) -> PutOutcome:
+        key = self._key(namespace, session_id)
+        if expires_at <= now_ms():
+            return "expired"
+        if not turns:
+            raise InvalidRequestError("a session to put needs at least one turn")
+        size = len(encode_session(list(turns)).encode("utf-8"))
+        if size > self.config.max_session_bytes:
+            raise SessionFullError(
+                f"session {session_id!r} takes {size} bytes as stored, more than a session may hold "
+                f"({self.config.max_session_bytes} bytes); it was not written"
+            )
+        updated_at = expires_at - self.config.session_ttl_seconds * 1000
+        if await self._put(key, session_id, turns, expires_at, updated_at):
+            return "written"
+        stored = await self._read(key, session_id, None)
+        return "unchanged" if _plain(stored) == _plain(turns) else "differs"
 
     async def list_in(self, namespace: str, limit: int, cursor: str | None) -> SessionPage:
         if not self.config.session_index:
@@ -595,6 +629,9 @@ class StoreView:
 
     async def list_sessions(self, limit: int = 20, cursor: str | None = None) -> SessionPage:
         return await self._store.list_in(self.namespace, limit, cursor)
+
+    async def put_session(self, session_id: str, turns: Sequence[ChatTurn], expires_at: int) -> PutOutcome:
+        return await self._store.put_in(self.namespace, session_id, turns, expires_at)
 
     async def session_ids_starting_with(self, typed: str, limit: int = 100) -> list[str]:
         return await self._store.ids_in(self.namespace, typed, limit)

@@ -23,7 +23,7 @@ from memory.errors import (
     not_a_session,
     session_full,
 )
-from memory.index import ListPosition, key_space
+from memory.index import ListPosition, key_space, session_title
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
@@ -31,6 +31,7 @@ from memory.rules import (
     PlannedSave,
     PlannedTurn,
     decode_session,
+    encode_session,
     expiry_ms,
     now_ms,
 )
@@ -136,6 +137,43 @@ class SQLiteStore(BaseStore):
             return await self._write(self._delete_rows, key, now_ms())
         except _Outdated:
             raise delete_outdated(session_id) from None
+
+    async def _put(
+        self, key: str, session_id: str, turns: Sequence[ChatTurn], expires_at: int, updated_at: int
+    ) -> bool:
+        return await self._write(self._put_rows, key, session_id, turns, expires_at, updated_at)
+
+    def _put_rows(
+        self, key: str, session_id: str, turns: Sequence[ChatTurn], expires_at: int, updated_at: int
+    ) -> bool:
+        with transaction(self._writer) as connection:
+            now = now_ms()
+            try:
+                if _live_session(connection, key, now) is not None:
+                    return False
+            except _NotASession:
+                return False  # a value kept aside as unreadable: left as it is
+            connection.execute("DELETE FROM turns WHERE key = ?", (key,))
+            connection.execute(
+                "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
+                "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    expires_at,
+                    len(turns),
+                    len(encode_session(list(turns)).encode("utf-8")),
+                    key_space(key, session_id),
+                    session_id,
+                    updated_at,
+                    session_title([(turn.role, turn.content) for turn in turns]),
+                ),
+            )
+            connection.executemany(
+                "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?)",
+                ((key, seq, t.role, t.content, t.timestamp, t.id) for seq, t in enumerate(turns)),
+            )
+        return True
 
     async def _list(
         self, space: str, live_after: int, after: ListPosition | None, limit: int
