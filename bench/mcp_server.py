@@ -51,7 +51,14 @@ class NoopStore:
         self._turns = filler_turns(NOOP_SESSION_TURNS)
         self._ttl_ms = ttl_seconds * 1000
 
-    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
+    async def get_session(
+        self,
+        session_id: str,
+        last: int | None = None,
+        *,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> list[ChatTurn]:
         return self._turns[-last:] if last else list(self._turns)
 
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:

@@ -16,7 +16,9 @@
 -- ARGV[6]  '1' to look for the turns' ids beyond the newest WINDOW bytes (as far as the widest
 --          read, one GETRANGE more) when they are not found there: for ids a caller gave,
 --          which may be a retry's, and for the server's own retries; else '0'
--- ARGV[7…] four arguments per new turn, in order:
+-- ARGV[7]  'drop' to drop the oldest turns of a session the save would make too large, else
+--          'refuse' (nothing is stored: 'session_full')
+-- ARGV[8…] four arguments per new turn, in order:
 --            its JSON text up to the timestamp: {"role":"…","content":"…","timestamp":
 --            its timestamp, in decimal
 --            'keep': the caller chose the timestamp, so an equal stored turn (same role,
@@ -27,12 +29,13 @@
 --            its id (ASCII letters, digits and ._:-#): a stored turn with this id is this
 --            turn, saved by an earlier attempt, in either mode, and is not stored again
 --
--- Returns {outcome, created, timestamp_1, state_1, timestamp_2, state_2, …}:
+-- Returns {outcome, created, dropped, timestamp_1, state_1, timestamp_2, state_2, …}:
 --   outcome  'saved'; or, with nothing stored: 'session_full', 'not_a_session' (nothing
 --            touched), 'deleted' (the session was deleted after the save began), or
 --            'id_taken' (then the second item is the number of the turn whose id a stored
 --            turn of other role or content has)
 --   created  1 when the key did not exist and this call created it
+--   dropped  how many of the oldest turns this save dropped to make room
 --   state    1 stored; 0 this turn was already there (nothing stored for it): by its id,
 --            or by its text in 'keep' mode; 2 likewise, and that turn is the session's first
 --
@@ -333,7 +336,9 @@ local function end_of_turn(s, i)
     local name_end = end_of_string(s, i)
     if not name_end then return nil end
     local name = ascii_text(s, i, name_end)
-    if name ~= 'role' and name ~= 'content' and name ~= 'timestamp' and name ~= 'id' then return nil end
+    if name ~= 'role' and name ~= 'content' and name ~= 'timestamp' and name ~= 'id' and name ~= 'dropped' then
+      return nil
+    end
     i = skip_space(s, name_end)
     if byte(s, i) ~= 58 then return nil end
     local value_start = skip_space(s, i + 1)
@@ -347,13 +352,17 @@ local function end_of_turn(s, i)
       valid.content = first == 34
     elseif name == 'id' then
       valid.id = first == 34 or first == 110 -- a string, or null (what else end_of_value takes)
+    elseif name == 'dropped' then
+      valid.dropped = first == 110 or valid_timestamp(sub(s, value_start, i - 1))
     else
       valid.timestamp = valid_timestamp(sub(s, value_start, i - 1))
     end
     i = skip_space(s, i)
     local c = byte(s, i)
     if c == 125 then
-      if valid.role and valid.content and valid.timestamp and valid.id ~= false then return i + 1 end
+      if valid.role and valid.content and valid.timestamp and valid.id ~= false and valid.dropped ~= false then
+        return i + 1
+      end
       return nil
     end
     if c ~= 44 then return nil end
@@ -432,7 +441,8 @@ end
 
 local key, marker, ttl, max_bytes, started = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local deep = ARGV[6] == '1'
-local FIRST_TURN = 7
+local drop_oldest = ARGV[7] == 'drop'
+local FIRST_TURN = 8
 
 -- A saved session's entry in the index: its last save (never moved back by a save that
 -- arrives late), and its title when this save created it.
@@ -493,11 +503,20 @@ end
 
 -- The stored turn that ends with `suffix` (its id and closing brace) at `at`: its timestamp,
 -- and where it starts, or nil when its role or content differ from `prefix`'s.
-local function turn_with_id(s, prefix, at)
+local function digits_before(s, at)
   local first, c = at - 1, byte(s, at - 1)
   while c and c >= 48 and c <= 57 do
     first = first - 1
     c = byte(s, first)
+  end
+  return first
+end
+
+local function turn_with_id(s, prefix, at)
+  local first = digits_before(s, at)
+  if sub(s, first - 10, first) == ',"dropped":' then -- a first turn's count, after its timestamp
+    at = first - 10
+    first = digits_before(s, at)
   end
   local stamp = tonumber(sub(s, first + 1, at - 1))
   local start = first + 1 - #prefix
@@ -529,10 +548,49 @@ local function holds_turn(text)
   return nil
 end
 
+-- Makes room by dropping the session's oldest turns, in JSON.stringify's layout: the value is
+-- read whole and rewritten as its newest turns that fit, with the new ones, in three quarters of
+-- the limit, so that this happens rarely. The first turn kept carries, after its timestamp, how
+-- many turns were dropped before it (all drops so far), which readers report. Nil, with nothing
+-- written, when no turn boundary of that layout can be found where the cut must be.
+local BOUNDARY = ',{"role":"'
+local function drop_oldest_turns(tail)
+  local whole = short and value or redis.call('GET', key)
+  local open_at = find(whole, '[', 1, true)
+  local last = skip_space_back(whole, skip_space_back(whole, #whole) - 1)
+  local budget = math.floor(max_bytes * 3 / 4) - #tail - 1 -- for the turns kept, after '['
+  local from = last + 1 - budget -- the first byte a kept turn may start at
+  local cut = nil -- the first kept turn's start; nil: none is kept
+  if from <= last then
+    local comma = find(whole, BOUNDARY, math.max(from - 1, open_at), true)
+    if comma and comma < last then
+      cut = comma + 1
+    elseif not find(whole, BOUNDARY, open_at, true) and not find(whole, '^%[%s*{"role":"', open_at) then
+      return nil -- another writer's layout: where its turns start is not known here
+    end
+  end
+  local gone = sub(whole, open_at, (cut or last + 1) - 1)
+  local _, count = gsub(gone, '{"role":"', '')
+  -- The count the first turn dropped carries (a raw quote cannot be inside a string).
+  local first_turn = sub(gone, 1, find(gone, BOUNDARY, 1, true) or #gone)
+  local _, _, before = find(first_turn, '"timestamp":%d+,"dropped":(%d+)')
+  local total = count + (tonumber(before) or 0)
+  local kept = cut and sub(whole, cut, last) or ''
+  local first_text = kept ~= '' and kept or sub(tail, 1 + (empty and 0 or 1))
+  local _, stamp_end = find(first_text, '"timestamp":%d+')
+  local marked = sub(first_text, 1, stamp_end) .. ',"dropped":' .. total .. sub(first_text, stamp_end + 1)
+  if kept ~= '' then
+    redis.call('SET', key, '[' .. marked .. tail, 'EX', ttl)
+  else
+    redis.call('SET', key, '[' .. marked, 'EX', ttl)
+  end
+  return count
+end
+
 -- Turns of this batch are kept in tables: a string grown turn by turn would be copied
 -- again for every turn.
 local added, added_texts, added_stamps = {}, {}, {}
-local reply = { 'saved', created and 1 or 0 }
+local reply = { 'saved', created and 1 or 0, 0 }
 for n = FIRST_TURN, #ARGV, 4 do
   local prefix, stamp, mode, id = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2], ARGV[n + 3]
   local suffix = ',"id":"' .. id .. '"}'
@@ -594,7 +652,12 @@ local at = length - #value + close - 1
 -- A value rewritten whole loses its trailing spaces; one extended in place keeps those
 -- the new turns do not cover.
 if (short and at + #tail or math.max(length, at + #tail)) > max_bytes then
-  return { 'session_full', 0 }
+  if not drop_oldest then return { 'session_full', 0 } end
+  local dropped = drop_oldest_turns(tail)
+  if not dropped then return { 'session_full', 0 } end
+  reply[3] = dropped
+  index(false)
+  return reply
 end
 if short then
   redis.call('SET', key, sub(value, 1, close - 1) .. tail, 'EX', ttl)

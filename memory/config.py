@@ -46,6 +46,9 @@ class StoreConfig(BaseModel):
     # A small index of each key space's sessions, kept by every save: what lists them. Off, a
     # save on Upstash costs one billed command less, and sessions cannot be listed.
     session_index: bool = True
+    # What a save that would pass max_session_bytes does: drop the session's oldest turns (to
+    # three quarters of the limit, so that it happens rarely), or store nothing and say so.
+    when_full: Literal["drop-oldest", "refuse"] = "drop-oldest"
 
     @field_validator("upstash_redis_rest_url")
     @classmethod

@@ -45,6 +45,9 @@ class ChatTurn(BaseModel):
     role: Role
     content: str
     timestamp: int = Field(ge=0, le=MAX_SAFE_INTEGER)
+    # On a session's first turn only: how many older turns were dropped before it to keep the
+    # session under its size limit. Stored right after the timestamp.
+    dropped: int | None = Field(default=None, ge=0)
     id: str | None = None
 
     check_utf8 = field_validator("content")(_encodable_as_utf8)
@@ -85,6 +88,10 @@ class BatchSaveResult(BaseModel):
     new_session: bool = Field(description="True when this save created the session.")
     turns: list[TurnOutcome] = Field(description="One entry per turn given, in order.")
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
+    dropped: int = Field(
+        default=0,
+        description="How many of the session's oldest turns this save dropped to stay under its size limit.",
+    )
 
     def single(self) -> SaveResult:
         """The result of a save of one turn."""
@@ -96,6 +103,7 @@ class BatchSaveResult(BaseModel):
             stored=turn.stored,
             timestamp=turn.timestamp,
             expires_at=self.expires_at,
+            dropped=self.dropped,
         )
 
 
@@ -111,6 +119,10 @@ class SaveResult(BaseModel):
     )
     timestamp: int = Field(description="The turn's timestamp as stored, in ms since the epoch.")
     expires_at: int = Field(description="When the session expires, in milliseconds since the epoch.")
+    dropped: int = Field(
+        default=0,
+        description="How many of the session's oldest turns this save dropped to stay under its size limit.",
+    )
 
 
 class SessionSummary(BaseModel):
@@ -153,8 +165,18 @@ class SessionStore(Protocol):
         """Where the data lives, safe to log (no credentials)."""
         ...
 
-    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
-        """The turns oldest first (only the newest `last` when given); [] if missing or expired."""
+    async def get_session(
+        self,
+        session_id: str,
+        last: int | None = None,
+        *,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> list[ChatTurn]:
+        """The turns oldest first; [] if missing or expired. `before` keeps the turns whose
+        timestamp is below it (in stored order: for paging back through a long session); then
+        `last` keeps the newest N and `max_chars` the newest whose contents, summed in code
+        points, fit in that many characters ([] if the newest alone does not)."""
         ...
 
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:

@@ -338,6 +338,7 @@ class RedisStore(BaseStore):
             session_id,
             save.title or "",
             "1" if deep else "0",
+            "drop" if config.when_full == "drop-oldest" else "refuse",
         ]
         for turn in save.turns:
             arguments += [turn.prefix, str(turn.timestamp), turn.mode, turn.id]
@@ -350,7 +351,8 @@ class RedisStore(BaseStore):
         was there, 2 likewise and it is the session's first turn.
         """
         if isinstance(reply, list) and len(reply) >= 2:
-            outcome, created, *pairs = reply
+            outcome, created, *rest = reply
+            dropped, pairs = (rest[0], rest[1:]) if rest else (None, [])
             if isinstance(outcome, bytes):
                 outcome = outcome.decode("ascii", "replace")
             if outcome == "not_a_session":
@@ -364,6 +366,7 @@ class RedisStore(BaseStore):
             if (
                 outcome == "saved"
                 and isinstance(created, int)
+                and isinstance(dropped, int)
                 and len(pairs) == 2 * len(save.turns)
                 and all(isinstance(item, int) for item in pairs)
             ):
@@ -378,6 +381,7 @@ class RedisStore(BaseStore):
                         for stamp, state in zip(stamps, states, strict=True)
                     ],
                     expires_at=expiry_ms(self.config),
+                    dropped=dropped,
                 )
         raise StoreError("the store answered the append script with an unexpected reply")
 

@@ -166,7 +166,7 @@ server_stamp = _ServerClock().stamp
 # -- the stored form: a JSON array of turns as JSON.stringify writes it --------------------------
 
 _TURN_KEYS = frozenset({"role", "content", "timestamp"})
-_OPTIONAL_KEYS = frozenset({"id"})
+_OPTIONAL_KEYS = frozenset({"id", "dropped"})
 _ROLES = frozenset({"user", "assistant"})
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Where an element of the array may start: '{' after ',' or '[', before a key's quote. Inside
@@ -190,11 +190,13 @@ def id_suffix(turn_id: str | None) -> str:
 def encode_turn(turn: ChatTurn) -> str:
     """Serialise a turn exactly as JavaScript's JSON.stringify would.
 
-    Same key order (the id, when there is one, last), no spaces, non-ASCII kept as is, control
-    characters as `\\n` or `\\u00XX`: equal turns give equal text, which the append script
-    relies on to recognise a retried save.
+    Same key order (after the timestamp, a session's first turn may say how many turns were
+    dropped before it, and the id, when there is one, comes last), no spaces, non-ASCII kept as
+    is, control characters as `\\n` or `\\u00XX`: equal turns give equal text, which the append
+    script relies on to recognise a retried save.
     """
-    return f"{turn_prefix(turn)}{turn.timestamp}{id_suffix(turn.id)}"
+    dropped = "" if turn.dropped is None else f',"dropped":{turn.dropped}'
+    return f"{turn_prefix(turn)}{turn.timestamp}{dropped}{id_suffix(turn.id)}"
 
 
 def encode_session(turns: list[ChatTurn]) -> str:
@@ -262,9 +264,11 @@ def _turn(item: object, index: int, session_id: str) -> ChatTurn:
         problem = f"has unexpected keys {extra}" if extra else f"lacks {missing}"
         raise corrupt(session_id, f"{where} {problem}")
     role, content, timestamp = item["role"], item["content"], item["timestamp"]
-    turn_id = item.get("id")
+    turn_id, dropped = item.get("id"), item.get("dropped")
     if turn_id is not None and not isinstance(turn_id, str):
         raise corrupt(session_id, f"{where} has an id that is a JSON {_json_type(turn_id)}, not a string")
+    if dropped is not None and not _is_timestamp(dropped):
+        raise corrupt(session_id, f"{where} has dropped {dropped!r}; it must be a count of turns")
     if role not in _ROLES:
         raise corrupt(session_id, f"{where} has role {role!r}; it must be 'user' or 'assistant'")
     if not isinstance(content, str):
@@ -277,7 +281,10 @@ def _turn(item: object, index: int, session_id: str) -> ChatTurn:
         content = _LONE_SURROGATE.sub("\ufffd", content)
     if turn_id is not None and not turn_id.isascii():
         turn_id = _LONE_SURROGATE.sub("\ufffd", turn_id)
-    return ChatTurn.model_construct(role=role, content=content, timestamp=int(timestamp), id=turn_id)
+    count = None if dropped is None else int(dropped)
+    return ChatTurn.model_construct(
+        role=role, content=content, timestamp=int(timestamp), dropped=count, id=turn_id
+    )
 
 
 def _is_timestamp(value: object) -> bool:
@@ -423,6 +430,30 @@ def check_last(last: int | None) -> int | None:
     return min(last, _MOST_TURNS)
 
 
+def check_window(before: int | None, max_chars: int | None) -> None:
+    if before is not None and (isinstance(before, bool) or not 0 <= before <= MAX_SAFE_INTEGER):
+        raise InvalidRequestError(f"before must be a timestamp from 0 to 2^53-1 (got {before})")
+    if max_chars is not None and (isinstance(max_chars, bool) or max_chars < 0):
+        raise InvalidRequestError(f"max_chars must be 0 or more (got {max_chars})")
+
+
+def newest_window(
+    turns: list[ChatTurn], last: int | None, before: int | None, max_chars: int | None
+) -> list[ChatTurn]:
+    """The turns below `before`, then the newest of them within `last` and `max_chars`."""
+    if before is not None:
+        turns = [turn for turn in turns if turn.timestamp < before]
+    if last is not None:
+        turns = turns[-last:]
+    if max_chars is not None:
+        used, start = 0, len(turns)
+        while start > 0 and used + len(turns[start - 1].content) <= max_chars:
+            start -= 1
+            used += len(turns[start].content)
+        turns = turns[start:]
+    return turns
+
+
 def expiry_ms(config: StoreConfig, now: int | None = None) -> int:
     """When a session saved at `now` (default: now) expires, in ms since the epoch."""
     return (now_ms() if now is None else now) + config.session_ttl_seconds * 1000
@@ -487,8 +518,15 @@ class BaseStore(ABC):
     @abstractmethod
     async def aclose(self) -> None: ...
 
-    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
-        return await self.get_in("", session_id, last)
+    async def get_session(
+        self,
+        session_id: str,
+        last: int | None = None,
+        *,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> list[ChatTurn]:
+        return await self.get_in("", session_id, last, before, max_chars)
 
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
         return (await self.save_in("", session_id, [turn])).single()
@@ -523,9 +561,21 @@ class BaseStore(ABC):
 
     # The same operations in a namespace: what a view calls.
 
-    async def get_in(self, namespace: str, session_id: str, last: int | None) -> list[ChatTurn]:
+    async def get_in(
+        self,
+        namespace: str,
+        session_id: str,
+        last: int | None,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> list[ChatTurn]:
         key = self._key(namespace, session_id)
-        return await self._read(key, session_id, check_last(last))
+        last = check_last(last)
+        if before is None and max_chars is None:
+            return await self._read(key, session_id, last)
+        check_window(before, max_chars)
+        # The whole session: `before` may reach any turn, and a turn's characters are not its bytes.
+        return newest_window(await self._read(key, session_id, None), last, before, max_chars)
 
     async def save_in(
         self,
@@ -558,7 +608,8 @@ class BaseStore(ABC):
                 f"session {session_id!r} takes {size} bytes as stored, more than a session may hold "
                 f"({self.config.max_session_bytes} bytes); it was not written"
             )
-        updated_at = expires_at - self.config.session_ttl_seconds * 1000
+        # As near as its expiry tells, and never in the future (it may have had a longer TTL).
+        updated_at = min(expires_at - self.config.session_ttl_seconds * 1000, now_ms())
         if await self._put(key, session_id, turns, expires_at, updated_at):
             return "written"
         stored = await self._read(key, session_id, None)
@@ -613,8 +664,15 @@ class StoreView:
     def location(self) -> str:
         return self._store.location
 
-    async def get_session(self, session_id: str, last: int | None = None) -> list[ChatTurn]:
-        return await self._store.get_in(self.namespace, session_id, last)
+    async def get_session(
+        self,
+        session_id: str,
+        last: int | None = None,
+        *,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> list[ChatTurn]:
+        return await self._store.get_in(self.namespace, session_id, last, before, max_chars)
 
     async def save_turn(self, session_id: str, turn: ChatTurn | NewTurn) -> SaveResult:
         return (await self._store.save_in(self.namespace, session_id, [turn])).single()

@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +124,7 @@ ALTER TABLE conversations ADD COLUMN space TEXT;
 ALTER TABLE conversations ADD COLUMN session_id TEXT;
 ALTER TABLE conversations ADD COLUMN updated_at INTEGER;
 ALTER TABLE conversations ADD COLUMN title TEXT;
+ALTER TABLE conversations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS conversations_by_last_save
     ON conversations (space, updated_at DESC, session_id DESC);
 CREATE TABLE IF NOT EXISTS secrets (
@@ -224,6 +226,13 @@ def split_key(key: str) -> tuple[str | None, str | None]:
     return (space, session_id) if found and session_id else (None, None)
 
 
+def last_save(expires_at: int, ttl_seconds: int) -> int:
+    """When a session that expires at `expires_at` was last saved, as near as its expiry tells:
+    a TTL before it, and never later than now (a longer TTL, given when it was saved, would
+    otherwise date it in the future)."""
+    return min(expires_at - ttl_seconds * 1000, time.time_ns() // 1_000_000)
+
+
 def _list_existing_sessions(connection: sqlite3.Connection, ttl_seconds: int) -> None:
     """Give sessions of layout 2 what lists them: their key space and id, their last save (when
     they expire, less the TTL: the closest to it the file knows), and their title."""
@@ -234,7 +243,7 @@ def _list_existing_sessions(connection: sqlite3.Connection, ttl_seconds: int) ->
         ).fetchall()
         connection.execute(
             "UPDATE conversations SET space = ?, session_id = ?, updated_at = ?, title = ? WHERE key = ?",
-            (*split_key(key), int(expires_at) - ttl_seconds * 1000, session_title(first), key),
+            (*split_key(key), last_save(int(expires_at), ttl_seconds), session_title(first), key),
         )
 
 
@@ -244,7 +253,7 @@ def _migrate_legacy(connection: sqlite3.Connection, ttl_seconds: int) -> None:
     rows = connection.execute("SELECT key, CAST(value AS BLOB), expires_at FROM sessions").fetchall()
     for key, value, expires_at in rows:
         import_value(
-            connection, str(key), bytes(value), int(expires_at), int(expires_at) - ttl_seconds * 1000
+            connection, str(key), bytes(value), int(expires_at), last_save(int(expires_at), ttl_seconds)
         )
     connection.execute("DROP TABLE sessions")
     logger.info("moved %d sessions to the one-row-per-turn layout", len(rows))

@@ -32,6 +32,7 @@ from memory.rules import (
     PlannedTurn,
     decode_session,
     encode_session,
+    encode_turn,
     expiry_ms,
     now_ms,
 )
@@ -243,9 +244,10 @@ class SQLiteStore(BaseStore):
             ).fetchone()
             if unreadable is not None:
                 decode_session(bytes(unreadable[0]), session_id)  # raises, saying where it fails
-            if not connection.execute(
-                "SELECT 1 FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
-            ).fetchone():
+            live = connection.execute(
+                "SELECT turn_count, dropped FROM conversations WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            if not live:
                 return []
             if last is None:
                 rows = connection.execute(
@@ -256,10 +258,14 @@ class SQLiteStore(BaseStore):
                     "SELECT role, content, timestamp, id FROM turns WHERE key = ? ORDER BY seq DESC LIMIT ?",
                     (key, last),
                 ).fetchall()[::-1]
-            return [
+            turns = [
                 ChatTurn.model_construct(role=role, content=content, timestamp=ts, id=turn_id)
                 for role, content, ts, turn_id in rows
             ]
+            turn_count, dropped = live
+            if dropped and turns and len(turns) >= turn_count:  # the read reaches the session's start
+                turns[0] = turns[0].model_copy(update={"dropped": dropped})
+            return turns
         finally:
             connection.execute("COMMIT")
 
@@ -280,22 +286,31 @@ class SQLiteStore(BaseStore):
                     size += len(placed.text.encode()) + (1 if count + len(added) else 0)
                     added.append(placed)
                 outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
+            dropped = 0
             if size > self.config.max_session_bytes:
-                raise _SessionFull
+                if self.config.when_full != "drop-oldest":
+                    raise _SessionFull
+                target = self.config.max_session_bytes * 3 // 4
+                dropped, freed = _drop_oldest(connection, key, size - target)
+                count, size = count - dropped, size - freed
+            (next_seq,) = connection.execute(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE key = ?", (key,)
+            ).fetchone()
             connection.executemany(
                 "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) "
                 "VALUES (?, ?, ?, ?, ?, 1, ?)",
                 (
                     (key, seq, turn.role, turn.content, turn.timestamp, turn.id)
-                    for seq, turn in enumerate(added, start=count)
+                    for seq, turn in enumerate(added, start=next_seq)
                 ),
             )
             expiry = expiry_ms(self.config, now)
             connection.execute(
                 "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
-                "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
-                "stored_bytes = excluded.stored_bytes, updated_at = max(updated_at, excluded.updated_at)",
+                "updated_at, title, dropped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET expires_at = excluded.expires_at, turn_count = excluded.turn_count, "
+                "stored_bytes = excluded.stored_bytes, updated_at = max(updated_at, excluded.updated_at), "
+                "dropped = dropped + excluded.dropped",
                 (
                     key,
                     expiry,
@@ -305,6 +320,7 @@ class SQLiteStore(BaseStore):
                     session_id,
                     save.started_at,
                     save.title,
+                    dropped,
                 ),
             )
         self._purge_expired_if_due()
@@ -314,6 +330,7 @@ class SQLiteStore(BaseStore):
             new_session=live is None and bool(added),
             turns=outcomes,
             expires_at=expiry,
+            dropped=dropped,
         )
 
     def _delete_rows(self, key: str, started_at: int) -> bool:
@@ -430,6 +447,25 @@ def _cursor_secret(connection: sqlite3.Connection) -> str:
         connection.execute("INSERT OR IGNORE INTO secrets VALUES ('cursor', ?)", (secrets.token_hex(32),))
         value: str = connection.execute("SELECT value FROM secrets WHERE name = 'cursor'").fetchone()[0]
     return value
+
+
+def _drop_oldest(connection: sqlite3.Connection, key: str, excess: int) -> tuple[int, int]:
+    """Delete the session's oldest turns until at least `excess` bytes of its JSON form are freed
+    (or none is left); how many turns, and how many bytes."""
+    freed, last_seq, count = 0, None, 0
+    rows = connection.execute(
+        "SELECT seq, role, content, timestamp, id FROM turns WHERE key = ? ORDER BY seq", (key,)
+    )
+    for seq, role, content, timestamp, turn_id in rows:
+        if freed >= excess:
+            break
+        turn = ChatTurn.model_construct(role=role, content=content, timestamp=timestamp, id=turn_id)
+        freed += len(encode_turn(turn).encode()) + 1  # and its comma
+        last_seq, count = seq, count + 1
+    rows.close()
+    if last_seq is not None:
+        connection.execute("DELETE FROM turns WHERE key = ? AND seq <= ?", (key, last_seq))
+    return count, freed
 
 
 def _deleted_since(connection: sqlite3.Connection, key: str, started_at: int, now: int) -> bool:

@@ -32,6 +32,14 @@ LastArgument = Annotated[
     str | None,
     Field(description="Only the newest N turns, a whole number of 1 or more. Leave empty for all."),
 ]
+BeforeArgument = Annotated[
+    str | None,
+    Field(description="Only turns before this time (ms since the epoch), to go further back. Leave empty."),
+]
+MaxCharsArgument = Annotated[
+    str | None,
+    Field(description="Only the newest turns that fit in this many characters. Leave empty for no limit."),
+]
 OptionalSessionIdArgument = Annotated[
     str | None,
     Field(description="The conversation's session id, if it has one already. Leave empty to start one."),
@@ -86,6 +94,17 @@ def parse_last(text: str | None) -> int | None:
     return int(digits) if len(digits) <= _MOST_DIGITS else 10**_MOST_DIGITS
 
 
+def parse_count(name: str, text: str | None) -> int | None:
+    """A whole number argument of 0 or more (`before`, `max_chars`); empty or absent means none."""
+    if text is None or not text.strip():
+        return None
+    if not _WHOLE_NUMBER.fullmatch(text.strip()) or len(text.strip()) > _MOST_DIGITS:
+        raise invalid_argument(
+            f"{name} must be a whole number of 0 or more (got {text[:40]!r}); or leave it empty"
+        )
+    return int(text.strip())
+
+
 def optional_session_id(text: str | None) -> str | None:
     """An optional session id argument: empty or absent means none; anything else must be valid."""
     if text is None or not text.strip():
@@ -108,7 +127,15 @@ def resume_messages(session_id: str, turns: Sequence[ChatTurn], ttl_seconds: int
                 f"{ttl_words(ttl_seconds)} after its last save. Let's start afresh."
             )
         ]
-    return [Message(turn.content, role=turn.role) for turn in turns]
+    messages = [Message(turn.content, role=turn.role) for turn in turns]
+    if turns[0].dropped:
+        # Said first, so that the model knows the conversation began before what follows.
+        note = (
+            f"(The {turns[0].dropped} oldest turns of this conversation were dropped to keep it under "
+            "its size limit; it continues from here.)"
+        )
+        messages.insert(0, UserMessage(note))
+    return messages
 
 
 def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
@@ -145,10 +172,16 @@ def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
 def register_prompts(server: MCPServer, stores: StoreLookup, ttl_seconds: int) -> None:
     """Add the two prompts to `server`; each read uses the store `stores()` gives."""
 
-    async def resume_conversation(session_id: SessionIdArgument, last: LastArgument = None) -> list[Message]:
+    async def resume_conversation(
+        session_id: SessionIdArgument,
+        last: LastArgument = None,
+        before: BeforeArgument = None,
+        max_chars: MaxCharsArgument = None,
+    ) -> list[Message]:
         count = parse_last(last)
+        window = {"before": parse_count("before", before), "max_chars": parse_count("max_chars", max_chars)}
         with as_protocol_errors():
-            turns = await stores().get_session(session_id, count)
+            turns = await stores().get_session(session_id, count, **window)
         return resume_messages(session_id, turns, ttl_seconds)
 
     async def remember_conversation(session_id: OptionalSessionIdArgument = None) -> str:

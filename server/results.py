@@ -38,6 +38,9 @@ class SavedTurn(BaseModel):
     timestamp: int = Field(description="The turn's timestamp as stored, ms since the epoch.")
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+    dropped: int = Field(
+        description="How many of the session's oldest turns this save dropped to keep it under its size limit"
+    )
 
     @classmethod
     def of(cls, result: SaveResult) -> SavedTurn:
@@ -49,6 +52,7 @@ class SavedTurn(BaseModel):
             timestamp=result.timestamp,
             expires_at=result.expires_at,
             expires_at_iso=iso_utc(result.expires_at),
+            dropped=result.dropped,
         )
 
 
@@ -62,6 +66,9 @@ class SavedTurns(BaseModel):
     )
     expires_at: int = Field(description="When the session expires unless saved to again, ms since the epoch.")
     expires_at_iso: str = Field(description="The same moment in ISO 8601 (UTC).")
+    dropped: int = Field(
+        description="How many of the session's oldest turns this save dropped to keep it under its size limit"
+    )
 
     @classmethod
     def of(cls, result: BatchSaveResult) -> SavedTurns:
@@ -72,6 +79,7 @@ class SavedTurns(BaseModel):
             turns=result.turns,
             expires_at=result.expires_at,
             expires_at_iso=iso_utc(result.expires_at),
+            dropped=result.dropped,
         )
 
 
@@ -94,6 +102,11 @@ class SessionTurns(BaseModel):
         description="Oldest first. Empty if the session is unknown or expired."
     )
     turn_count: int = Field(description="How many turns are listed here.")
+    dropped: int = Field(
+        description="How many older turns were dropped before the first turn listed here, to keep the "
+        "session under its size limit: the conversation began earlier than it shows. 0 when none were, "
+        "or when this read does not reach the session's start."
+    )
 
     @classmethod
     def of(cls, session_id: str, turns: Sequence[ChatTurn]) -> SessionTurns:
@@ -101,7 +114,8 @@ class SessionTurns(BaseModel):
             ReadTurn.model_construct(role=turn.role, content=turn.content, timestamp=turn.timestamp)
             for turn in turns
         ]
-        return cls.model_construct(session_id=session_id, turns=shown, turn_count=len(turns))
+        dropped = (turns[0].dropped or 0) if turns else 0
+        return cls.model_construct(session_id=session_id, turns=shown, turn_count=len(turns), dropped=dropped)
 
 
 class DeletedSession(BaseModel):

@@ -83,10 +83,16 @@ class SessionTools:
             result = await self.store.save_turns(_or_new(session_id), turns, save_id)
         return SavedTurns.of(result)
 
-    async def get_session(self, session_id: str, last: int | None = None) -> SessionTurns:
-        """The session's turns, oldest first, or only the newest `last`."""
+    async def get_session(
+        self,
+        session_id: str,
+        last: int | None = None,
+        before: int | None = None,
+        max_chars: int | None = None,
+    ) -> SessionTurns:
+        """The session's turns, oldest first: all, or a window of the newest (see SessionStore)."""
         with as_tool_errors():
-            turns = await self.store.get_session(session_id, last)
+            turns = await self.store.get_session(session_id, last, before=before, max_chars=max_chars)
         return SessionTurns.of(session_id, turns)
 
     async def delete_session(self, session_id: str) -> DeletedSession:
@@ -166,8 +172,25 @@ def register_tools(server: MCPServer, stores: StoreLookup, max_content_chars: in
         last: Annotated[
             StrictInt | None, Field(description="Return only the newest N turns. Omit for all.", ge=1)
         ] = None,
+        before: Annotated[
+            StrictInt | None,
+            Field(
+                description="Only turns with a timestamp below this (ms since the epoch): pass the first "
+                "turn's timestamp of what you have to read further back.",
+                ge=0,
+                le=MAX_SAFE_INTEGER,
+            ),
+        ] = None,
+        max_chars: Annotated[
+            StrictInt | None,
+            Field(
+                description="Only the newest turns whose contents fit in this many characters together "
+                "(none if the newest alone does not).",
+                ge=0,
+            ),
+        ] = None,
     ) -> SessionTurns:
-        return await SessionTools(stores()).get_session(session_id, last)
+        return await SessionTools(stores()).get_session(session_id, last, before, max_chars)
 
     async def delete_session(session_id: SessionId) -> DeletedSession:
         return await SessionTools(stores()).delete_session(session_id)

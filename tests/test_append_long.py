@@ -217,13 +217,14 @@ def test_an_equal_turn_counts_as_the_sessions_first_only_when_the_head_was_read(
             "s",
             "",
             "0",
+            "refuse",
             '{"role":"user","content":"first","timestamp":',
             "1",
             "keep",
             "a1",
         ]
         reply = client.eval(script.source, 2, key, key + ":deleted", *args)
-        return [int(state) for state in reply[3::2]]
+        return [int(state) for state in reply[4::2]]  # after outcome, created, dropped and the timestamp
 
     short = "[" + first + "]"
     assert states(short) == [2]

@@ -11,10 +11,11 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, GetPromptResult, TextContent
 
 from localservers.gateway import UpstashGateway
-from memory import ChatTurn, SessionStore
+from memory import ChatTurn, SessionStore, open_store
 from server.app import build_server
 from server.prompts import memory_guide, optional_session_id, parse_last, resume_messages
 from server.settings import Settings
+from tests.conftest import SettingsFactory
 from tests.support.turns import without_ids
 
 pytestmark = pytest.mark.anyio
@@ -127,7 +128,7 @@ async def test_prompts_are_listed_with_described_arguments(client: Client) -> No
         for argument in prompt.arguments or []:
             assert argument.description
     resume_arguments = {a.name: a.required for a in prompts["resume_conversation"].arguments or []}
-    assert resume_arguments == {"session_id": True, "last": False}
+    assert resume_arguments == {"session_id": True, "last": False, "before": False, "max_chars": False}
     guide_arguments = {a.name: a.required for a in prompts["remember_conversation"].arguments or []}
     assert guide_arguments == {"session_id": False}
 
@@ -136,7 +137,9 @@ async def test_resume_returns_the_stored_turns_with_their_roles_oldest_first(
     client: Client, store: SessionStore
 ) -> None:
     for turn in CONVERSATION:
-        await client.call_tool("save_turn", {"session_id": "user:42/chat#1", **turn.model_dump()})
+        await client.call_tool(
+            "save_turn", {"session_id": "user:42/chat#1", **turn.model_dump(exclude_none=True)}
+        )
     result = await client.get_prompt("resume_conversation", {"session_id": "user:42/chat#1"})
     assert roles_and_texts(result) == [(turn.role, turn.content) for turn in CONVERSATION]
     assert without_ids(await store.get_session("user:42/chat#1")) == CONVERSATION
@@ -144,11 +147,39 @@ async def test_resume_returns_the_stored_turns_with_their_roles_oldest_first(
 
 async def test_resume_with_last_gives_only_the_newest_turns(client: Client) -> None:
     for turn in CONVERSATION:
-        await client.call_tool("save_turn", {"session_id": "c", **turn.model_dump()})
+        await client.call_tool("save_turn", {"session_id": "c", **turn.model_dump(exclude_none=True)})
     result = await client.get_prompt("resume_conversation", {"session_id": "c", "last": "3"})
     assert roles_and_texts(result) == [(turn.role, turn.content) for turn in CONVERSATION[1:]]
     result = await client.get_prompt("resume_conversation", {"session_id": "c", "last": "99"})
     assert len(result.messages) == 4
+
+
+async def test_resume_with_before_and_max_chars_gives_that_window(client: Client) -> None:
+    for turn in CONVERSATION:
+        await client.call_tool("save_turn", {"session_id": "c", **turn.model_dump(exclude_none=True)})
+    before = str(CONVERSATION[2].timestamp)
+    result = await client.get_prompt("resume_conversation", {"session_id": "c", "before": before})
+    assert roles_and_texts(result) == [(turn.role, turn.content) for turn in CONVERSATION[:2]]
+    newest = str(len(CONVERSATION[-1].content))
+    result = await client.get_prompt("resume_conversation", {"session_id": "c", "max_chars": newest})
+    assert roles_and_texts(result) == [(CONVERSATION[-1].role, CONVERSATION[-1].content)]
+
+
+async def test_resuming_a_session_that_dropped_turns_says_so_first(make_settings: SettingsFactory) -> None:
+    settings = Settings(**make_settings("sqlite", max_session_bytes=4096).model_dump())
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        for i in range(20):
+            await client.call_tool(
+                "save_turn", {"session_id": "long", "role": "user", "content": f"{i} " + "x" * 400}
+            )
+        result = await client.get_prompt("resume_conversation", {"session_id": "long"})
+    (role, note), *kept = roles_and_texts(result)
+    assert role == "user"
+    assert note == (
+        f"(The {20 - len(kept)} oldest turns of this conversation were dropped to keep it under its size "
+        "limit; it continues from here.)"
+    )
+    assert kept[-1][1].startswith("19 ")
 
 
 async def test_resuming_an_unknown_session_says_nothing_is_stored(client: Client) -> None:
@@ -165,6 +196,8 @@ async def test_resuming_an_unknown_session_says_nothing_is_stored(client: Client
     [
         ({"session_id": "c", "last": "0"}, "Invalid argument: last must be a whole number of 1 or more"),
         ({"session_id": "c", "last": "two"}, "Invalid argument: last must be a whole number of 1 or more"),
+        ({"session_id": "c", "before": "-5"}, "Invalid argument: before must be a whole number of 0 or more"),
+        ({"session_id": "c", "max_chars": "lots"}, "Invalid argument: max_chars must be a whole number of 0"),
         ({}, "Invalid argument: missing required argument session_id"),
         ({"session_id": "c", "limit": "2"}, "Invalid argument: unknown argument limit"),
         ({"session_id": "has space"}, "Invalid session id: "),

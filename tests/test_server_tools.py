@@ -161,10 +161,28 @@ async def test_role_outside_the_enum_is_a_tool_error(client: Client) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "upstash"])
-async def test_session_full_is_a_tool_error_and_keeps_the_session(
+async def test_a_full_session_drops_its_oldest_turns_and_the_save_says_how_many(
     make_settings: SettingsFactory, backend: str
 ) -> None:
     settings = server_settings(make_settings, backend, max_session_bytes=1024)
+    async with open_store(settings) as store, Client(build_server(store, settings)) as client:
+        for _ in range(3):
+            await client.call_tool("save_turn", {"session_id": "c", "role": "user", "content": "x" * 250})
+        saved = structured(
+            await client.call_tool("save_turn", {"session_id": "c", "role": "user", "content": "y"})
+        )
+        assert saved["stored"] is True
+        assert saved["dropped"] == 1
+        read = structured(await client.call_tool("get_session", {"session_id": "c"}))
+        assert (read["turn_count"], read["dropped"]) == (3, 1)
+        assert read["turns"][-1]["content"] == "y"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "upstash"])
+async def test_with_refuse_a_full_session_is_a_tool_error_and_keeps_the_session(
+    make_settings: SettingsFactory, backend: str
+) -> None:
+    settings = server_settings(make_settings, backend, max_session_bytes=1024, when_full="refuse")
     async with open_store(settings) as store, Client(build_server(store, settings)) as client:
         for i in range(3):
             await client.call_tool(

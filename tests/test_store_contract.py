@@ -198,10 +198,10 @@ async def test_content_over_the_limit_is_refused_and_nothing_is_stored(
         assert without_ids(await store.get_session("s1")) == [turn("0123456789")]
 
 
-async def test_save_past_the_session_size_limit_is_refused_and_the_value_kept(
+async def test_with_refuse_a_save_past_the_session_size_limit_is_refused_and_the_value_kept(
     backend: str, make_settings: SettingsFactory, raw: RawAccess, key_prefix: str
 ) -> None:
-    async with open_store(make_settings(backend, max_session_bytes=1024)) as store:
+    async with open_store(make_settings(backend, max_session_bytes=1024, when_full="refuse")) as store:
         for i in range(3):
             await store.save_turn("s1", turn("x" * 250, i))
         before = raw.get(f"{key_prefix}session:s1")

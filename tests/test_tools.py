@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def store(make_settings: SettingsFactory) -> AsyncIterator[SessionStore]:
-    async with open_store(make_settings("sqlite", max_session_bytes=1024)) as opened:
+    async with open_store(make_settings("sqlite", max_session_bytes=1024, when_full="refuse")) as opened:
         yield opened
 
 
@@ -104,7 +104,9 @@ async def test_an_invalid_session_id_is_a_tool_error_with_its_heading(tools: Ses
         assert isinstance(raised.value.__cause__, InvalidSessionIdError)
 
 
-async def test_a_full_session_is_a_tool_error_and_keeps_what_was_stored(tools: SessionTools) -> None:
+async def test_with_refuse_a_full_session_is_a_tool_error_and_keeps_what_was_stored(
+    tools: SessionTools,
+) -> None:
     await tools.save_turns([user("x" * 250, i) for i in range(3)], "c")
     with pytest.raises(ToolError, match=r"^Session full: "):
         await tools.save_turn(user("x" * 250), "c")
