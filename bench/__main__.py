@@ -23,6 +23,7 @@ from bench.listing import index_costs
 from bench.mcp_overhead import mcp_overhead
 from bench.reads import read_costs
 from bench.report import PLOT_FILE, RESULT_FILE, Machine, Results, markdown, plot
+from bench.trimming import trim_costs
 from bench.valkey_time import save_commands, valkey_time
 from bench.workloads import lost_turns, sqlite_costs, upstash_wire
 
@@ -49,6 +50,7 @@ class Plan:
     turns_per_writer: int
     index_sizes: tuple[int, ...]
     index_samples: int
+    trim_samples: int
 
 
 FULL = Plan(
@@ -68,6 +70,7 @@ FULL = Plan(
     turns_per_writer=20,
     index_sizes=(10, 10_000),
     index_samples=30,
+    trim_samples=20,
 )
 QUICK = Plan(
     valkey_lengths=(10, 1000),
@@ -86,6 +89,7 @@ QUICK = Plan(
     turns_per_writer=10,
     index_sizes=(10, 1000),
     index_samples=3,
+    trim_samples=2,
 )
 
 
@@ -117,6 +121,8 @@ async def run_all(env: BenchEnvironment, plan: Plan, quick: bool) -> Results:
     results.lost = await lost_turns(env, plan.writer_counts, plan.turns_per_writer)
     progress("the session index")
     results.index = await index_costs(env, plan.index_sizes, plan.index_samples)
+    progress("a save that drops the oldest turns")
+    results.trim = await trim_costs(env, plan.trim_samples)
     results.minutes = (time.monotonic() - started) / 60
     return results
 

@@ -21,6 +21,7 @@ from bench.distance import OPERATIONS, DistanceLatency
 from bench.listing import LIST_PAGE, SAVE_INDEXED, SAVE_UNINDEXED, IndexCost
 from bench.mcp_overhead import ToolOverhead
 from bench.reads import ReadCost
+from bench.trimming import TrimCost
 from bench.valkey_time import FLOOR_LUA, GET_SET, OURS_TURN, RPUSH_LUA, SaveCommands, ValkeyTime
 from bench.workloads import BASELINE_UPSTASH, OURS_SQLITE, OURS_UPSTASH, LostTurns, SQLiteCost, WireCost
 
@@ -76,6 +77,7 @@ class Results:
     sqlite: list[SQLiteCost] = field(default_factory=list)
     lost: list[LostTurns] = field(default_factory=list)
     index: list[IndexCost] = field(default_factory=list)
+    trim: list[TrimCost] = field(default_factory=list)
     minutes: float = 0.0
 
 
@@ -395,6 +397,32 @@ def _index_section(results: Results) -> list[str]:
     ]
 
 
+def _trim_section(results: Results) -> list[str]:
+    if not results.trim:
+        return []
+    rows = [
+        [
+            cost.save,
+            f"{cost.session_bytes:,}",
+            _us(cost.valkey_us),
+            f"{cost.billed_commands:g}",
+            f"{cost.dropped:g}",
+        ]
+        for cost in results.trim
+    ]
+    return [
+        "## 8. A save into a full session",
+        "",
+        "A save that would pass `MAX_SESSION_BYTES` (here the default, 1 MiB) drops the session's oldest "
+        "turns to three quarters of the limit: it reads the value whole and writes it again, so it is "
+        "exempt from the flat-save target, and it happens about once every quarter-limit's worth of saves. "
+        "Beside it, the same save (a turn of about 2 KB) into the same session with room (twice the "
+        "limit). Redis, index off; each sample starts from the full session.",
+        "",
+        *_table(["save", "session bytes", "Valkey µs", "billed commands", "turns dropped"], rows),
+    ]
+
+
 def _turn_bytes() -> int:
     return len(turn_json(filler_turns(1)[0]).encode())
 
@@ -426,6 +454,7 @@ def markdown(results: Results) -> str:
         *_mcp_section(results),
         *_kept_section(results),
         *_index_section(results),
+        *_trim_section(results),
         "## Plot",
         "",
         f"![Valkey time per save, latency at 10 ms RTT, bytes per save on Upstash, lost turns]({PLOT_FILE})",
