@@ -578,7 +578,10 @@ local function drop_oldest_turns(tail)
   local kept = cut and sub(whole, cut, last) or ''
   local first_text = kept ~= '' and kept or sub(tail, 1 + (empty and 0 or 1))
   local _, stamp_end = find(first_text, '"timestamp":%d+')
-  local marked = sub(first_text, 1, stamp_end) .. ',"dropped":' .. total .. sub(first_text, stamp_end + 1)
+  local marked = first_text -- a timestamp written otherwise ('1e12') gets no count beside it
+  if stamp_end then
+    marked = sub(first_text, 1, stamp_end) .. ',"dropped":' .. total .. sub(first_text, stamp_end + 1)
+  end
   if kept ~= '' then
     redis.call('SET', key, '[' .. marked .. tail, 'EX', ttl)
   else
