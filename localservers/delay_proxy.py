@@ -46,43 +46,8 @@ class DelayProxy(Relay):
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> DelayProxy:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-            except OSError as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            self.port = server.sockets[0].getsockname()[1]
-            loop.call_later(self.lifetime, loop.stop)
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown(server))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="delay-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError(f"the delaying proxy could not listen: {failure[0]}")
+        self._start_relay("delaying proxy", self.lifetime)
         return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection; idempotent, and harmless after the lifetime ran out."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed itself
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-        self._thread = None
 
     def wait_stopped(self) -> None:
         """Block until the proxy has stopped (by `stop()` or at the end of its lifetime)."""

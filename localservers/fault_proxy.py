@@ -44,42 +44,8 @@ class FaultProxy(Relay):
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
 
     def start(self) -> FaultProxy:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-            except OSError as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown(server))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fault-proxy", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError(f"the fault proxy could not listen: {failure[0]}")
+        self._start_relay("fault proxy")
         return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection; idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-        self._thread = None
 
     @property
     def url(self) -> str:

@@ -1,19 +1,65 @@
-"""What every loopback TCP relay here does, whatever it does to the bytes: accept a client, open
-the connection to the server behind it, and on stop abort every connection it holds."""
+"""What every loopback TCP relay here does, whatever it does to the bytes: listen on its own event
+loop in a thread, accept a client, open the connection to the server behind it, and on stop
+abort every connection it holds."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from abc import ABC, abstractmethod
 
 
 class Relay(ABC):
-    """A mixin for the proxies' dataclasses, which give it these three fields."""
+    """A mixin for the proxies' dataclasses, which give it these fields."""
 
     target_host: str
     target_port: int
+    port: int  # 0 until started: the system chooses one
     _connections: set[asyncio.StreamWriter]
+    _loop: asyncio.AbstractEventLoop | None
+    _thread: threading.Thread | None
+
+    def _start_relay(self, name: str, lifetime: float | None = None) -> None:
+        """Listen on 127.0.0.1 in a thread of its own, stopping by itself after `lifetime` seconds
+        when given; raise if the port cannot be had."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+            except OSError as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self.port = server.sockets[0].getsockname()[1]
+            if lifetime is not None:
+                loop.call_later(lifetime, loop.stop)
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown(server))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError(f"the {name} could not listen: {failure[0]}")
+
+    def stop(self) -> None:
+        """Close the listener and every connection; idempotent, and harmless once it stopped itself."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed itself
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+        self._thread = None
 
     @abstractmethod
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None: ...
