@@ -11,11 +11,12 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
 from memory.index import session_title
+from memory.models import ChatTurn
 from memory.rules import decode_session, encode_session, encode_turn
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,21 @@ def import_value(
         connection.execute("INSERT INTO unreadable_sessions VALUES (?, ?, ?)", (key, value, expires_at))
         return
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    space, session_id = split_key(key)
+    # A turn written in another layout is never taken for a retry (see `comparable`).
+    comparable = [int(encode_turn(turn) in text) for turn in turns]
+    insert_session(connection, key, split_key(key), turns, expires_at, updated_at, comparable)
+
+
+def insert_session(
+    connection: sqlite3.Connection,
+    key: str,
+    space_and_id: tuple[str | None, str | None],
+    turns: Sequence[ChatTurn],
+    expires_at: int,
+    updated_at: int,
+    comparable: Sequence[int] | None = None,
+) -> None:
+    """Insert a whole session, its row and its turns' (within a transaction; none is there)."""
     connection.execute(
         "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
         "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -202,18 +217,18 @@ def import_value(
             key,
             expires_at,
             len(turns),
-            len(encode_session(turns).encode("utf-8")),
-            space,
-            session_id,
+            len(encode_session(list(turns)).encode("utf-8")),
+            *space_and_id,
             updated_at,
             session_title([(turn.role, turn.content) for turn in turns]),
         ),
     )
+    flags = comparable if comparable is not None else [1] * len(turns)
     connection.executemany(
         "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            (key, seq, turn.role, turn.content, turn.timestamp, int(encode_turn(turn) in text), turn.id)
-            for seq, turn in enumerate(turns)
+            (key, seq, turn.role, turn.content, turn.timestamp, flag, turn.id)
+            for seq, (turn, flag) in enumerate(zip(turns, flags, strict=True))
         ),
     )
 

@@ -23,7 +23,7 @@ from memory.errors import (
     not_a_session,
     session_full,
 )
-from memory.index import ListPosition, key_space, session_title
+from memory.index import ListPosition, key_space
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
@@ -31,12 +31,11 @@ from memory.rules import (
     PlannedSave,
     PlannedTurn,
     decode_session,
-    encode_session,
     encode_turn,
     expiry_ms,
     now_ms,
 )
-from memory.sqlite_file import connect, locked, transaction, translate
+from memory.sqlite_file import connect, insert_session, locked, transaction, translate
 
 T = TypeVar("T")
 
@@ -155,24 +154,8 @@ class SQLiteStore(BaseStore):
             except _NotASession:
                 return False  # a value kept aside as unreadable: left as it is
             connection.execute("DELETE FROM turns WHERE key = ?", (key,))
-            connection.execute(
-                "INSERT INTO conversations (key, expires_at, turn_count, stored_bytes, space, session_id, "
-                "updated_at, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    expires_at,
-                    len(turns),
-                    len(encode_session(list(turns)).encode("utf-8")),
-                    key_space(key, session_id),
-                    session_id,
-                    updated_at,
-                    session_title([(turn.role, turn.content) for turn in turns]),
-                ),
-            )
-            connection.executemany(
-                "INSERT INTO turns (key, seq, role, content, timestamp, comparable, id) "
-                "VALUES (?, ?, ?, ?, ?, 1, ?)",
-                ((key, seq, t.role, t.content, t.timestamp, t.id) for seq, t in enumerate(turns)),
+            insert_session(
+                connection, key, (key_space(key, session_id), session_id), turns, expires_at, updated_at
             )
         return True
 
