@@ -102,7 +102,7 @@ async def export(settings: Settings, namespace: str, session_id: str | None, out
         store = opened.view(namespace) if namespace else opened
         pages = _pages(store) if session_id is None else _one(store, session_id)
         async for summaries in pages:
-            for exported in await _read_all(store, summaries, tally):
+            for exported in await read_listed(store, summaries, tally):
                 if exported is not None:
                     out.write(exported.line())
                     tally.written += 1
@@ -110,7 +110,7 @@ async def export(settings: Settings, namespace: str, session_id: str | None, out
     return tally
 
 
-async def _read_all(
+async def read_listed(
     store: SessionStore, summaries: list[SessionSummary], tally: ExportTally
 ) -> list[ExportedSession | None]:
     """The sessions listed, read a few at a time, in the order listed."""
