@@ -3,6 +3,7 @@
 Each session is put whole where none of its id exists, with its turns' timestamps and ids and
 its expiry; an existing session is never changed. Importing the same lines again changes
 nothing. A malformed line stops the import there (what came before it stays imported).
+A few sessions are put at once, so an import across the network is not one round trip a line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import BinaryIO
 import anyio
 from pydantic import ValidationError
 
-from memory import InvalidRequestError, PutOutcome, SessionFullError, SessionMemoryError, open_store
+from memory import (
+    CorruptSessionError,
+    InvalidRequestError,
+    PutOutcome,
+    SessionFullError,
+    SessionMemoryError,
+    open_store,
+)
 from server.envfiles import env_files
 from server.export_command import ExportedSession
 from server.isolation import client_namespace
@@ -25,6 +33,9 @@ from server.settings import Settings
 
 PROG = "session-memory-mcp import"
 OUTCOMES: tuple[PutOutcome, ...] = ("written", "unchanged", "differs", "expired")
+# Sessions put at once: a store across the network answers each put in a round trip (two for
+# one that exists), and a few at a time hide most of it without crowding the servers that serve.
+CONCURRENT_PUTS = 8
 # Enough to see what is wrong with a line without flooding the terminal.
 PROBLEMS_SHOWN = 3
 
@@ -93,19 +104,47 @@ def import_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], S
 
 
 async def import_sessions(settings: Settings, namespace: str, source: BinaryIO, tally: ImportTally) -> None:
-    """Put each session `source` holds into `namespace`, counting outcomes in `tally`."""
+    """Put each session `source` holds into `namespace`, counting outcomes in `tally`.
+
+    A few sessions are put at once, in the order of their lines. On a malformed line or a store
+    error no further line is started, and the sessions already under way are finished (and
+    counted) before the error is raised, so that what the tally counts is what was imported.
+    """
     async with open_store(settings.store_config()) as opened:
         store = opened.view(namespace) if namespace else opened
-        async for number, session in parse_lines(anyio.wrap_file(source)):
+        slots = anyio.Semaphore(CONCURRENT_PUTS)
+        failures: list[Exception] = []
+
+        async def put(number: int, session: ExportedSession) -> None:
             try:
                 outcome = await store.put_session(session.session_id, session.turns, session.expires_at)
-            except (InvalidRequestError, SessionFullError) as exc:
+            except (InvalidRequestError, SessionFullError, CorruptSessionError) as exc:
                 tally.counts["refused"] += 1
                 tally.refused.append((number, session.session_id, str(exc)))
-                continue
+                return
+            except SessionMemoryError as exc:
+                failures.append(exc)  # raised from here, it would cancel the puts under way
+                return
+            finally:
+                slots.release()
             tally.counts[outcome] += 1
             if outcome == "differs":
                 tally.differing.append((number, session.session_id))
+
+        async with anyio.create_task_group() as group:
+            try:
+                async for number, session in parse_lines(anyio.wrap_file(source)):
+                    await slots.acquire()
+                    if failures:
+                        slots.release()
+                        break
+                    group.start_soon(put, number, session)
+            except MalformedLineError as exc:
+                failures.append(exc)
+    tally.differing.sort()
+    tally.refused.sort()
+    if failures:
+        raise failures[0]
 
 
 async def parse_lines(lines: AsyncIterable[bytes]) -> AsyncIterable[tuple[int, ExportedSession]]:

@@ -16,8 +16,16 @@ import pytest
 
 from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env
 from localservers.raw import RedisRaw
-from localservers.redis_server import RedisServer
-from memory import MAX_BATCH_TURNS, ChatTurn, InvalidRequestError, NewTurn, SessionStore, open_store
+from localservers.redis_server import RedisServer, free_port
+from memory import (
+    MAX_BATCH_TURNS,
+    ChatTurn,
+    InvalidRequestError,
+    NewTurn,
+    SessionStore,
+    StoreUnavailableError,
+    open_store,
+)
 from server.export_command import ExportTally, export, read_listed
 from server.import_command import ImportTally, MalformedLineError, import_sessions
 from server.isolation import client_namespace
@@ -357,3 +365,18 @@ def test_the_console_script_names_a_malformed_line_and_fails(
     assert lines[-2].startswith("session-memory-mcp import: line 2: not valid JSON")
     assert lines[-2].endswith("the import stopped there, the sessions before it are imported")
     assert lines[-1] == "session-memory-mcp import: 1 written, 0 unchanged, 0 differs, 0 expired, 0 refused"
+
+
+async def test_a_store_that_cannot_be_reached_stops_the_import_with_its_error(
+    make_settings: SettingsFactory,
+) -> None:
+    target = server_settings(
+        make_settings, "redis", redis_url=f"redis://127.0.0.1:{free_port()}", store_timeout_seconds=1.0
+    )
+    line = json.dumps({**GOOD, "session_id": "s1", "expires_at": now_ms() + DAY_MS}).encode()
+    tally = ImportTally()
+
+    with pytest.raises(StoreUnavailableError):
+        await import_sessions(target, "", io.BytesIO(b"\n".join([line] * 20)), tally)
+
+    assert sum(tally.counts.values()) == 0
