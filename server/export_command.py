@@ -10,6 +10,7 @@ expires or is deleted between its listing and its reading is left out.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,15 +76,23 @@ def export_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], S
     args = parser.parse_args(argv)
     settings = load_settings(env_files(args.env_file, Path.cwd()))
     namespace = "" if args.client is None else client_namespace(args.client)
+    tally = ExportTally()
+    failure: str | None = None
     try:
-        tally = anyio.run(export, settings, namespace, args.session_id, sys.stdout.buffer)
+        anyio.run(export, settings, namespace, args.session_id, sys.stdout.buffer, tally)
     except SessionMemoryError as exc:
-        raise SystemExit(f"{PROG}: {exc}") from None
-    sessions = "session" if tally.written == 1 else "sessions"
-    print(f"{PROG}: wrote {tally.written} {sessions}", file=sys.stderr)
+        failure = str(exc)
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): the rest, and Python's flush at exit, go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        failure = "the output was closed before the export ended"
     for session_id, problem in tally.unreadable:
         print(f"{PROG}: left out session {session_id!r}: {problem}", file=sys.stderr)
-    if tally.unreadable:
+    if failure is not None:
+        print(f"{PROG}: {failure}", file=sys.stderr)
+    sessions = "session" if tally.written == 1 else "sessions"
+    print(f"{PROG}: wrote {tally.written} {sessions}", file=sys.stderr)
+    if failure is not None or tally.unreadable:
         raise SystemExit(1)
 
 
@@ -95,25 +104,25 @@ class ExportTally:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def export(settings: Settings, namespace: str, session_id: str | None, out: BinaryIO) -> ExportTally:
+async def export(
+    settings: Settings, namespace: str, session_id: str | None, out: BinaryIO, tally: ExportTally
+) -> None:
     """Write the sessions of `namespace` (or the one named) to `out`, a page at a time."""
-    tally = ExportTally()
+    sink = anyio.wrap_file(out)
     async with open_store(settings.store_config()) as opened:
         store = opened.view(namespace) if namespace else opened
         pages = _pages(store) if session_id is None else _one(store, session_id)
         async for summaries in pages:
-            for exported in await read_listed(store, summaries, tally):
-                if exported is not None:
-                    out.write(exported.line())
-                    tally.written += 1
-            out.flush()
-    return tally
+            exported = await read_listed(store, summaries, tally)
+            await sink.write(b"".join(session.line() for session in exported))
+            await sink.flush()
+            tally.written += len(exported)
 
 
 async def read_listed(
     store: SessionStore, summaries: list[SessionSummary], tally: ExportTally
-) -> list[ExportedSession | None]:
-    """The sessions listed, read a few at a time, in the order listed."""
+) -> list[ExportedSession]:
+    """The sessions listed, read a few at a time, in the order listed; those gone since are left out."""
     read: list[ExportedSession | None] = [None] * len(summaries)
     limiter = anyio.CapacityLimiter(CONCURRENT_READS)
     failures: list[SessionMemoryError] = []
@@ -144,7 +153,7 @@ async def read_listed(
             group.start_soon(read_one, index, summary, group.cancel_scope)
     if failures:
         raise failures[0]
-    return read
+    return [session for session in read if session is not None]
 
 
 async def _pages(store: SessionStore) -> AsyncIterator[list[SessionSummary]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from memory import (
     open_store,
 )
 from server.export_command import ExportTally, export, read_listed
-from server.import_command import ImportTally, MalformedLineError, import_sessions
+from server.import_command import ImportTally, MalformedLineError, import_sessions, parse_line
 from server.isolation import client_namespace
 from server.settings import Settings
 from tests.conftest import SettingsFactory, server_settings
@@ -82,7 +83,7 @@ def assert_same(moved: Snapshot, source: Snapshot) -> None:
 
 async def export_bytes(settings: Settings, namespace: str = "", session_id: str | None = None) -> bytes:
     out = io.BytesIO()
-    await export(settings, namespace, session_id, out)
+    await export(settings, namespace, session_id, out, ExportTally())
     return out.getvalue()
 
 
@@ -300,8 +301,8 @@ async def test_a_session_deleted_between_listing_and_reading_is_left_out(
 
         read = await read_listed(store, listed, tally)
 
-    exported = [session.session_id for session in read if session is not None]
-    assert sorted(exported) == sorted(s.session_id for s in listed if s.session_id != "short")
+    exported = [session.session_id for session in read]
+    assert exported == [s.session_id for s in listed if s.session_id != "short"]
     assert tally.unreadable == []
 
 
@@ -380,3 +381,36 @@ async def test_a_store_that_cannot_be_reached_stops_the_import_with_its_error(
         await import_sessions(target, "", io.BytesIO(b"\n".join([line] * 20)), tally)
 
     assert sum(tally.counts.values()) == 0
+
+
+def test_an_export_read_only_in_part_stops_without_a_traceback(
+    make_settings: SettingsFactory, key_prefix: str, tmp_path: Path
+) -> None:
+    async def setup() -> None:
+        async with open_store(make_settings("sqlite")) as store:
+            turns = [ChatTurn(role="user", content="x" * 2000, timestamp=1)]
+            for n in range(200):  # far more than a pipe holds
+                await store.put_session(f"s{n}", turns, now_ms() + DAY_MS)
+
+    anyio.run(setup)
+    env = child_env(SQLITE_PATH=str(tmp_path / "sessions.sqlite3"), KEY_PREFIX=key_prefix)
+    with subprocess.Popen(
+        [CONSOLE_SCRIPT, "export"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert json.loads(process.stdout.readline())["turns"][0]["content"] == "x" * 2000
+        process.stdout.close()  # as `| head -1` does
+        stderr = process.stderr.read().decode()
+        assert process.wait(START_PATIENCE_SECONDS) == 1
+    assert "the output was closed before the export ended" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_line_the_docs_show_is_one_import_reads() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "export.md").read_text()
+    match = re.search(r"```json\n(.*?)\n```", page, flags=re.DOTALL)
+    assert match is not None
+    session = parse_line(match[1].encode(), first=True, number=1)
+    assert session is not None
+    assert [turn.id for turn in session.turns] == ["q3Ujx0sVb2Lk", None]
