@@ -86,9 +86,9 @@ def import_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], S
             with args.path.open("rb") as source:
                 anyio.run(import_sessions, settings, namespace, source, tally)
     except MalformedLineError as exc:
-        failure = f"{exc}; the import stopped there, the sessions before it are imported"
+        failure = f"{exc}; the import stopped there, the lines before it are imported as counted below"
     except SessionMemoryError as exc:
-        failure = f"{exc}; the import stopped there, the sessions counted below are imported"
+        failure = f"{exc}; the import stopped there, with the sessions counted below imported"
     for number, session_id in tally.differing:
         print(
             f"{PROG}: line {number}: session {session_id!r} exists with other turns; left as it is",

@@ -364,7 +364,7 @@ def test_the_console_script_names_a_malformed_line_and_fails(
     assert done.returncode == 1
     lines = done.stderr.decode().strip().splitlines()
     assert lines[-2].startswith("session-memory-mcp import: line 2: not valid JSON")
-    assert lines[-2].endswith("the import stopped there, the sessions before it are imported")
+    assert lines[-2].endswith("the import stopped there, the lines before it are imported as counted below")
     assert lines[-1] == "session-memory-mcp import: 1 written, 0 unchanged, 0 differs, 0 expired, 0 refused"
 
 
