@@ -29,7 +29,9 @@ from memory import (
 from server.app import MCP_PATH, HttpAuth, build_http_app, build_server, http_auth, http_base_url, version
 from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_cap, guarded_protocol
 from server.envfiles import env_files, user_env_file
+from server.export_command import export_main
 from server.http_edges import WILDCARD_BINDS, is_loopback
+from server.import_command import import_main
 from server.log_limits import limit_flood_prone_loggers
 from server.reindex_command import reindex_main
 from server.settings import Settings, describe_validation_error
@@ -144,6 +146,14 @@ def main(argv: Sequence[str] | None = None, *, build: ServerBuilder = build_serv
     if arguments[:1] == ["reindex"]:
         configure_logging("WARNING")
         reindex_main(arguments[1:], load_settings)
+        return
+    if arguments[:1] == ["export"]:
+        configure_logging("WARNING")
+        export_main(arguments[1:], load_settings)
+        return
+    if arguments[:1] == ["import"]:
+        configure_logging("WARNING")
+        import_main(arguments[1:], load_settings)
         return
     args = parse_args(arguments)
     configure_logging(args.log_level)
