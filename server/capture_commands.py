@@ -52,7 +52,6 @@ HOST_TIMEOUT_SECONDS = 10
 # that message as `last_assistant_message`. The transcript is read again, this often, for up to
 # half the hook's budget, before the message is taken from the event instead.
 FLUSH_POLL_SECONDS = 0.1
-BACKSTOP_SECONDS = 0.5
 
 LoadSettings = Callable[[Sequence[Path]], Settings]
 
@@ -83,8 +82,9 @@ def hook_main(argv: Sequence[str], load_settings: LoadSettings) -> None:
     except HookError as exc:
         print(f"{HOOK_PROG}: {exc}", file=sys.stderr)
     except SystemExit as exc:  # load_settings refuses bad settings this way, on several lines
-        detail = "; ".join(str(exc.code).removeprefix("session-memory-mcp: ").splitlines())
-        print(f"{HOOK_PROG}: {detail}", file=sys.stderr)
+        if exc.code in (0, None):  # --help
+            return
+        print(one_line(exc, HOOK_PROG), file=sys.stderr)
     except Exception as exc:  # the host must never see a failing hook
         # Only the kind: the message of an exception nobody translated could hold a store URL.
         print(f"{HOOK_PROG}: unexpected error ({type(exc).__name__}); nothing was saved", file=sys.stderr)
@@ -201,14 +201,13 @@ async def _save(settings: Settings, session_id: str, turn: NewTurn, seconds: flo
     # The hook's budget is the store's deadline too; retries (STORE_RETRIES) fit inside it.
     config = settings.store_config().model_copy(update={"store_timeout_seconds": seconds})
     try:
-        # A backstop for opening and closing the store, which the store's own deadline leaves out.
-        with anyio.fail_after(seconds + BACKSTOP_SECONDS):
+        # Opening and closing the store are held to the same budget: the store's own deadline
+        # covers each call only.
+        with anyio.fail_after(seconds):
             async with open_store(config) as store:
                 return await store.save_turn(session_id, turn)
     except TimeoutError:
-        raise HookError(
-            f"the {settings.backend} store did not answer within {seconds:g} s; nothing was saved"
-        ) from None
+        raise HookError(f"the {settings.backend} store did not answer within {seconds:g} s") from None
     except SessionMemoryError as exc:
         raise HookError(str(exc)) from None
 
@@ -243,13 +242,21 @@ def _read_reply(path: Path) -> Reply:
         raise HookError(f"{exc}; nothing was saved") from None
 
 
+def one_line(exit: SystemExit, prog: str) -> str:
+    """`load_settings`'s refusal (one line per invalid setting) as one line under `prog`."""
+    return f"{prog}: " + "; ".join(str(exit.code).removeprefix("session-memory-mcp: ").splitlines())
+
+
 # -- save ---------------------------------------------------------------------------------------
 
 
 def save_main(argv: Sequence[str], load_settings: LoadSettings) -> None:
     """Save one turn whose content is stdin; print the result as JSON, or exit 1 with one line."""
     args = _save_parser().parse_args(argv)
-    settings = load_settings(env_files(args.env_file, Path.cwd()))
+    try:
+        settings = load_settings(env_files(args.env_file, Path.cwd()))
+    except SystemExit as exc:
+        raise SystemExit(one_line(exc, SAVE_PROG)) from None
     try:
         content = sys.stdin.buffer.read().decode("utf-8")
     except UnicodeDecodeError as exc:
