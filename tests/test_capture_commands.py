@@ -282,6 +282,18 @@ def test_the_console_script_stores_a_recorded_conversation_once(tmp_path: Path) 
     ]
 
 
+def test_the_console_script_reads_the_settings_of_the_directory_the_host_runs_it_in(tmp_path: Path) -> None:
+    # Claude Code runs hooks in the project's directory, where it also starts the server.
+    database = tmp_path / "from-dotenv.sqlite3"
+    (tmp_path / ".env").write_text(f"SQLITE_PATH={database}\nHOOK_SESSION_ID=from-dotenv\n")
+    event = recorded_events(tmp_path / "absent.jsonl")[0]
+    run = run_script("hook", stdin=json.dumps(event), env=child_env(), cwd=tmp_path)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert [turn.content for turn in stored(StoreConfig(sqlite_path=database), "from-dotenv")] == [
+        FIRST_PROMPT
+    ]
+
+
 def test_the_console_script_exits_0_with_one_line_when_redis_is_unreachable(tmp_path: Path) -> None:
     env = child_env(REDIS_URL=f"redis://:hunter2@127.0.0.1:{free_port()}/0", HOOK_TIMEOUT_SECONDS="1")
     event = recorded_events(tmp_path / "t.jsonl")[0]
@@ -406,3 +418,8 @@ def test_hook_refuses_an_unknown_flag_on_one_line_without_failing(capsys: pytest
     assert (
         capsys.readouterr().err == f"{HOOK_PROG}: unrecognized arguments: --bogus (see {HOOK_PROG} --help)\n"
     )
+
+
+def test_the_hooks_page_shows_the_block_print_settings_prints() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "hooks.md").read_text()
+    assert f"```json\n{json.dumps(claude_settings(hook_args()), indent=2)}\n```" in page
