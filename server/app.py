@@ -39,21 +39,38 @@ from server.listing import list_resources_page, register_completions
 from server.prompts import register_prompts, unknown_prompt
 from server.readiness import ReadinessProbe
 from server.resources import register_resources
-from server.settings import Settings
+from server.settings import Capture, Settings
 from server.tokens_file import TokensFile
 from server.tools import register_tools
 
 SERVER_NAME = "session-memory"
 MCP_PATH = "/mcp"
-INSTRUCTIONS = (
-    "Short-term chat memory. Each conversation is a session: a list of turns "
-    "{role, content, timestamp}. Save every new message with save_turn, or an exchange (the "
-    "user's message and the reply) with save_turns (the first call without a session_id creates "
-    "the session and returns its id; reuse that id), and read earlier turns with get_session. "
-    "To retry a save that failed, repeat the same call with the id its error names: it is stored "
-    "once. To go back to an earlier conversation whose id you do not have, call list_sessions. "
+_READING = (
+    "To go back to an earlier conversation whose id you do not have, call list_sessions. "
     "Sessions expire after a period without saves."
 )
+_INSTRUCTIONS: dict[Capture, str] = {
+    "model": (
+        "Short-term chat memory. Each conversation is a session: a list of turns "
+        "{role, content, timestamp}. Save every new message with save_turn, or an exchange (the "
+        "user's message and the reply) with save_turns (the first call without a session_id creates "
+        "the session and returns its id; reuse that id), and read earlier turns with get_session. "
+        "To retry a save that failed, repeat the same call with the id its error names: it is stored "
+        "once. " + _READING
+    ),
+    # The host's hooks store every message: a save by the model would store each one twice.
+    "hooks": (
+        "Short-term chat memory. Each conversation is a session: a list of turns "
+        "{role, content, timestamp}. The host saves this conversation's messages itself, as they are "
+        "written: do not save them with save_turn or save_turns, or each is stored twice. Read earlier "
+        "turns with get_session. " + _READING
+    ),
+}
+
+
+def instructions(capture: Capture) -> str:
+    """What the server tells hosts at initialization: how to use it, given who saves the messages."""
+    return _INSTRUCTIONS[capture]
 
 
 def version() -> str:
@@ -187,7 +204,7 @@ def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | No
     server = StrictServer(
         SERVER_NAME,
         title="Session memory",
-        instructions=INSTRUCTIONS,
+        instructions=instructions(settings.capture),
         version=version(),
         token_verifier=auth.verifier if auth else None,
         auth=auth.settings if auth else None,
@@ -198,7 +215,7 @@ def build_server(store: SessionStore, settings: Settings, *, auth: HttpAuth | No
     stores = store_lookup(store, settings.session_isolation)
     register_tools(server, stores, settings.max_content_chars, settings.session_ttl_seconds)
     register_resources(server, stores)
-    register_prompts(server, stores, settings.session_ttl_seconds)
+    register_prompts(server, stores, settings.session_ttl_seconds, settings.capture)
     register_completions(server, stores)
     server.session_stores = stores
 

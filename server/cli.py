@@ -27,6 +27,7 @@ from memory import (
     open_store,
 )
 from server.app import MCP_PATH, HttpAuth, build_http_app, build_server, http_auth, http_base_url, version
+from server.capture_commands import hook_main, save_main
 from server.connections import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES, connection_cap, guarded_protocol
 from server.envfiles import env_files, user_env_file
 from server.export_command import export_main
@@ -41,6 +42,8 @@ from server.tokens_file import TokensFileError
 logger = logging.getLogger("server")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Commands that run once and exit, each with its own arguments, in place of serving.
+SUBCOMMANDS = {"reindex": reindex_main, "hook": hook_main, "save": save_main}
 # Short enough that a wrong setting stops the server within 5 s of its start; a store that
 # is merely slow at startup only earns a warning, so this can be strict.
 STARTUP_CHECK_SECONDS = 2.0
@@ -70,7 +73,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="session-memory-mcp",
         description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite). "
-        "`session-memory-mcp reindex` indexes sessions written by other programs (see its --help).",
+        "`session-memory-mcp reindex` indexes sessions written by other programs; `hook` saves Claude "
+        "Code's conversation from its hooks; `save` saves one turn from stdin (see each one's --help).",
         epilog=f"Settings come from the environment, which wins, then from --env-file if given, else "
         f"from ./.env and then {user_env_file()}. The store: UPSTASH_REDIS_REST_URL with "
         "UPSTASH_REDIS_REST_TOKEN, else REDIS_URL, else an SQLite file at SQLITE_PATH (by default in "
@@ -143,9 +147,9 @@ def main(argv: Sequence[str] | None = None, *, build: ServerBuilder = build_serv
     `build` lets the benchmarks serve the same way with a no-op tool added.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["reindex"]:
+    if arguments[:1] and arguments[0] in SUBCOMMANDS:
         configure_logging("WARNING")
-        reindex_main(arguments[1:], load_settings)
+        SUBCOMMANDS[arguments[0]](arguments[1:], load_settings)
         return
     if arguments[:1] == ["export"]:
         configure_logging("WARNING")

@@ -15,6 +15,7 @@ from pydantic import Field
 from memory import ChatTurn, check_session_id
 from server.errors import as_protocol_errors
 from server.isolation import StoreLookup
+from server.settings import Capture
 from server.wording import ttl_words
 
 RESUME_PROMPT = "resume_conversation"
@@ -138,8 +139,11 @@ def resume_messages(session_id: str, turns: Sequence[ChatTurn], ttl_seconds: int
     return messages
 
 
-def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
-    """Instructions for the model: how to remember a conversation with this server's tools."""
+def memory_guide(ttl_seconds: int, session_id: str | None = None, capture: Capture = "model") -> str:
+    """Instructions for the model: how to remember a conversation with this server's tools, or,
+    when the host's hooks save it (`capture` "hooks"), how to read it back."""
+    if capture == "hooks":
+        return _reading_guide(ttl_seconds, session_id)
     if session_id is None:
         start = (
             "- Your first save_turn without a session_id starts a new session and returns its "
@@ -161,15 +165,49 @@ def memory_guide(ttl_seconds: int, session_id: str | None = None) -> str:
         "message, saved again.",
         "- To save an exchange (the user's message and your reply) in one call, use save_turns with "
         "both turns, oldest first: they are stored together or not at all.",
-        "- To recall earlier turns, call get_session with the session id (last=N for only the "
-        "newest N). An unknown or expired session reads as empty.",
-        f"- A session expires {ttl_words(ttl_seconds)} after its last save; reading does not extend it.",
-        "- Call delete_session only when the user asks to forget the conversation: it cannot be undone.",
+        _RECALL,
+        _expiry(ttl_seconds),
+        _FORGET,
     ]
     return "Remember this conversation with the session-memory tools:\n" + "\n".join(points)
 
 
-def register_prompts(server: MCPServer, stores: StoreLookup, ttl_seconds: int) -> None:
+_RECALL = (
+    "- To recall earlier turns, call get_session with the session id (last=N for only the "
+    "newest N). An unknown or expired session reads as empty."
+)
+_FORGET = "- Call delete_session only when the user asks to forget the conversation: it cannot be undone."
+
+
+def _expiry(ttl_seconds: int) -> str:
+    return f"- A session expires {ttl_words(ttl_seconds)} after its last save; reading does not extend it."
+
+
+def _reading_guide(ttl_seconds: int, session_id: str | None) -> str:
+    if session_id is None:
+        find = (
+            "- To find a conversation's session id, call list_sessions: the most recently saved "
+            "first, each titled with its first user message."
+        )
+    else:
+        find = (
+            f"- This conversation's session id is {session_id!r}: call get_session with it to read "
+            "what was said before."
+        )
+    points = [
+        "- The host saves every message of this conversation, the user's and yours, as it is written. "
+        "Do not call save_turn or save_turns for them: each would be stored twice.",
+        find,
+        _RECALL,
+        _expiry(ttl_seconds),
+        _FORGET,
+    ]
+    return "This conversation is remembered by the session-memory server:\n" + "\n".join(points)
+
+
+def register_prompts(
+    server: MCPServer, stores: StoreLookup, ttl_seconds: int, capture: Capture = "model"
+) -> None:
     """Add the two prompts to `server`; each read uses the store `stores()` gives."""
 
     async def resume_conversation(
@@ -185,7 +223,7 @@ def register_prompts(server: MCPServer, stores: StoreLookup, ttl_seconds: int) -
         return resume_messages(session_id, turns, ttl_seconds)
 
     async def remember_conversation(session_id: OptionalSessionIdArgument = None) -> str:
-        return memory_guide(ttl_seconds, optional_session_id(session_id))
+        return memory_guide(ttl_seconds, optional_session_id(session_id), capture)
 
     server.add_prompt(
         StrictPrompt.from_function(

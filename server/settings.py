@@ -1,5 +1,5 @@
 """All settings of the server, read from the environment and `.env` files: the store's, plus those
-of the HTTP transport."""
+of the HTTP transport and of `session-memory-mcp hook`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from memory import ConfigurationError, StoreConfig
+from memory import ConfigurationError, InvalidSessionIdError, StoreConfig, check_session_id
 
 MIN_TOKEN_CHARS = 16
 Isolation = Literal["shared", "per-client"]
+# Who saves the conversation: the model, through the tools, or the host's hooks
+# (`session-memory-mcp hook`), which the model must then leave alone or each turn is stored twice.
+Capture = Literal["model", "hooks"]
 
 
 class Settings(BaseSettings, StoreConfig):
@@ -40,6 +43,21 @@ class Settings(BaseSettings, StoreConfig):
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # How long a connection may take to deliver a whole request over HTTP.
     mcp_request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    capture: Capture = "model"
+    # `session-memory-mcp hook` runs on every prompt and reply of its host, which waits for it:
+    # its whole run, the store's deadline included, is held to this, whatever STORE_TIMEOUT_SECONDS says.
+    hook_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    hook_session_id: str | None = None
+
+    @field_validator("hook_session_id")
+    @classmethod
+    def _valid_session_id(cls, session_id: str | None) -> str | None:
+        if session_id is None:
+            return None
+        try:
+            return check_session_id(session_id)
+        except InvalidSessionIdError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("mcp_auth_token")
     @classmethod

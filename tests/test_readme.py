@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from localservers.processes import START_PATIENCE_SECONDS, child_env
-from server.app import INSTRUCTIONS
+from server.app import instructions
+from server.settings import Capture
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -77,8 +78,9 @@ def test_the_python_api_example_runs_and_prints_what_the_readme_says(tmp_path: P
     assert finished.stdout == printed_output()
 
 
-def test_the_tools_page_quotes_the_servers_instructions_exactly() -> None:
-    assert f"```text\n{INSTRUCTIONS}\n```" in (ROOT / "docs" / "tools.md").read_text()
+@pytest.mark.parametrize("capture", ["model", "hooks"])
+def test_the_tools_page_quotes_the_servers_instructions_exactly(capture: Capture) -> None:
+    assert f"```text\n{instructions(capture)}\n```" in (ROOT / "docs" / "tools.md").read_text()
 
 
 def test_the_readme_is_at_most_300_lines() -> None:
