@@ -43,7 +43,13 @@ logger = logging.getLogger("server")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Commands that run once and exit, each with its own arguments, in place of serving.
-SUBCOMMANDS = {"reindex": reindex_main, "hook": hook_main, "save": save_main}
+SUBCOMMANDS = {
+    "reindex": reindex_main,
+    "hook": hook_main,
+    "save": save_main,
+    "export": export_main,
+    "import": import_main,
+}
 # Short enough that a wrong setting stops the server within 5 s of its start; a store that
 # is merely slow at startup only earns a warning, so this can be strict.
 STARTUP_CHECK_SECONDS = 2.0
@@ -74,7 +80,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="session-memory-mcp",
         description="MCP server giving agents short-term chat memory (Upstash Redis, Redis or SQLite). "
         "`session-memory-mcp reindex` indexes sessions written by other programs; `hook` saves Claude "
-        "Code's conversation from its hooks; `save` saves one turn from stdin (see each one's --help).",
+        "Code's conversation from its hooks; `save` saves one turn from stdin; `export` and `import` "
+        "move sessions between stores as JSON Lines (see each one's --help).",
         epilog=f"Settings come from the environment, which wins, then from --env-file if given, else "
         f"from ./.env and then {user_env_file()}. The store: UPSTASH_REDIS_REST_URL with "
         "UPSTASH_REDIS_REST_TOKEN, else REDIS_URL, else an SQLite file at SQLITE_PATH (by default in "
@@ -150,14 +157,6 @@ def main(argv: Sequence[str] | None = None, *, build: ServerBuilder = build_serv
     if arguments[:1] and arguments[0] in SUBCOMMANDS:
         configure_logging("WARNING")
         SUBCOMMANDS[arguments[0]](arguments[1:], load_settings)
-        return
-    if arguments[:1] == ["export"]:
-        configure_logging("WARNING")
-        export_main(arguments[1:], load_settings)
-        return
-    if arguments[:1] == ["import"]:
-        configure_logging("WARNING")
-        import_main(arguments[1:], load_settings)
         return
     args = parse_args(arguments)
     configure_logging(args.log_level)

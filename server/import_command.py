@@ -24,7 +24,6 @@ from memory import (
     PutOutcome,
     SessionFullError,
     SessionMemoryError,
-    now_ms,
     open_store,
 )
 from server.envfiles import env_files
@@ -117,11 +116,8 @@ async def import_sessions(settings: Settings, namespace: str, source: BinaryIO, 
         failures: list[Exception] = []
 
         async def put(number: int, session: ExportedSession) -> None:
-            # No later than this store's TTL from now: put_session dates the last save at the expiry
-            # less the TTL, and a last save in the future would hold off every delete until then.
-            expires_at = min(session.expires_at, now_ms() + settings.session_ttl_seconds * 1000)
             try:
-                outcome = await store.put_session(session.session_id, session.turns, expires_at)
+                outcome = await store.put_session(session.session_id, session.turns, session.expires_at)
             except (InvalidRequestError, SessionFullError, CorruptSessionError) as exc:
                 tally.counts["refused"] += 1
                 tally.refused.append((number, session.session_id, str(exc)))
