@@ -10,7 +10,9 @@ from memory import ChatTurn, Role
 CONTENT = ('The user said "hello" and asked about the weather.\n' * 10)[:490]
 TTL_SECONDS = 604800
 FIRST_TIMESTAMP = 1_732_540_000_000
-NEW_TIMESTAMP = 1_800_000_000_000
+# After every filler turn and before now, as a client's clock gives it: a timestamp from the future
+# would make each save also read the session's deletion marker (see docs/storage.md, Deletes).
+NEW_TIMESTAMP = 1_760_000_000_000
 
 
 def filler_turns(count: int, first_timestamp: int = FIRST_TIMESTAMP) -> list[ChatTurn]:
