@@ -17,10 +17,8 @@ import uvicorn
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from mcp.server.mcpserver import MCPServer
-from pydantic import ValidationError
 
 from memory import (
-    ConfigurationError,
     SessionMemoryError,
     SessionStore,
     StoreUnavailableError,
@@ -35,7 +33,7 @@ from server.http_edges import WILDCARD_BINDS, is_loopback
 from server.import_command import import_main
 from server.log_limits import limit_flood_prone_loggers
 from server.reindex_command import reindex_main
-from server.settings import Settings, describe_validation_error
+from server.settings import Settings, load_settings
 from server.stdio import run_stdio
 from server.tokens_file import TokensFileError
 
@@ -116,19 +114,6 @@ def configure_logging(level: str) -> None:
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
     limit_flood_prone_loggers()
-
-
-def load_settings(files: Sequence[Path]) -> Settings:
-    """Settings from the environment and `files` (later files win over earlier ones)."""
-    for path in files:
-        if not path.is_file():
-            raise SystemExit(f"session-memory-mcp: --env-file {path}: no such file")
-    try:
-        return Settings(_env_file=tuple(files) or None)
-    except ValidationError as exc:
-        raise SystemExit(f"session-memory-mcp: invalid settings\n{describe_validation_error(exc)}") from None
-    except ConfigurationError as exc:
-        raise SystemExit(f"session-memory-mcp: {exc}") from None
 
 
 def check_transport(settings: Settings, args: argparse.Namespace) -> None:

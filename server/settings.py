@@ -4,6 +4,7 @@ of the HTTP transport and of `session-memory-mcp hook`."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -158,3 +159,17 @@ def _is_https_or_loopback(url: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def load_settings(files: Sequence[Path]) -> Settings:
+    """Settings from the environment and `files` (later files win over earlier ones); a setting
+    that cannot be read stops the program, naming it."""
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"session-memory-mcp: --env-file {path}: no such file")
+    try:
+        return Settings(_env_file=tuple(files) or None)
+    except ValidationError as exc:
+        raise SystemExit(f"session-memory-mcp: invalid settings\n{describe_validation_error(exc)}") from None
+    except ConfigurationError as exc:
+        raise SystemExit(f"session-memory-mcp: {exc}") from None

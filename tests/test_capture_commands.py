@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,17 @@ def test_hook_refuses_an_unknown_flag_on_one_line_without_failing(capsys: pytest
 def test_the_hooks_page_shows_the_block_print_settings_prints() -> None:
     page = (Path(__file__).parent.parent / "docs" / "hooks.md").read_text()
     assert f"```json\n{json.dumps(claude_settings(hook_args()), indent=2)}\n```" in page
+
+
+def test_the_hook_starts_without_importing_the_mcp_server() -> None:
+    # A hook runs on every prompt and reply: mcp and uvicorn would add about half a second to each.
+    probe = (
+        "import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO(b'{}')); "
+        "from server.entry import main; main(['hook']); "
+        "print(sorted(m for m in ('mcp', 'uvicorn', 'starlette') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
