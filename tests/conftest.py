@@ -119,3 +119,19 @@ def raw(backend: str, redis_server: RedisServer, tmp_path: Path) -> RawAccess:
 @pytest.fixture
 def redis_raw(redis_server: RedisServer) -> RedisRaw:
     return RedisRaw(redis_server.port)
+
+
+@pytest.fixture
+def backend_settings(
+    backend: str, tmp_path: Path, redis_server: RedisServer, gateway: UpstashGateway, key_prefix: str
+) -> dict[str, str]:
+    """The environment that selects `backend` for the child process."""
+    if backend == "sqlite":
+        return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    if backend == "redis":
+        return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
+    return {
+        "UPSTASH_REDIS_REST_URL": gateway.url,
+        "UPSTASH_REDIS_REST_TOKEN": GATEWAY_TOKEN,
+        "KEY_PREFIX": key_prefix,
+    }

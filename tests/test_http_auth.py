@@ -19,7 +19,8 @@ from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child
 from localservers.redis_server import free_port
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
-from tests.support.mcp_http import mcp_client, post_list_tools, structured
+from tests.support.mcp_http import mcp_client, post_list_tools
+from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
 

@@ -13,10 +13,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
-    CallToolResult,
     PromptReference,
     ResourceTemplateReference,
-    TextContent,
     TextResourceContents,
 )
 
@@ -26,24 +24,13 @@ from server.app import build_server
 from server.resources import session_uri
 from server.settings import Settings
 from tests.conftest import SettingsFactory
+from tests.support.results import error_text, structured
 
 pytestmark = pytest.mark.anyio
 
 RESUME = PromptReference(type="ref/prompt", name="resume_conversation")
 JSON_TEMPLATE = ResourceTemplateReference(type="ref/resource", uri="session://{session_id}")
 MARKDOWN_TEMPLATE = ResourceTemplateReference(type="ref/resource", uri="session://{session_id}/markdown")
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
-
-
-def error_text(result: CallToolResult) -> str:
-    assert result.is_error
-    assert isinstance(result.content[0], TextContent)
-    return result.content[0].text
 
 
 async def save(client: Client, session_id: str, content: str) -> None:

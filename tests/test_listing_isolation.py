@@ -13,7 +13,8 @@ from mcp.types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
 from tests.support.jwks import AUDIENCE, ISSUER, JwksServer, SigningKey
 from tests.support.logged_server import LoggedServer, logged_http_server
-from tests.support.mcp_http import mcp_client, structured
+from tests.support.mcp_http import mcp_client
+from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
 

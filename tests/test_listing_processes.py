@@ -5,38 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import PromptReference, TextResourceContents
 
-from localservers.gateway import UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, child_env, http_server
-from localservers.redis_server import RedisServer
-from tests.conftest import GATEWAY_TOKEN
-from tests.support.mcp_http import mcp_client, structured
+from tests.support.mcp_http import mcp_client
+from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
 
 AUTH_TOKEN = "http-test-token-0123456789abcdef"
-
-
-@pytest.fixture
-def backend_settings(
-    backend: str, tmp_path: Path, redis_server: RedisServer, gateway: UpstashGateway, key_prefix: str
-) -> dict[str, str]:
-    """The environment that selects `backend` for the child process."""
-    if backend == "sqlite":
-        return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
-    if backend == "redis":
-        return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
-    return {
-        "UPSTASH_REDIS_REST_URL": gateway.url,
-        "UPSTASH_REDIS_REST_TOKEN": GATEWAY_TOKEN,
-        "KEY_PREFIX": key_prefix,
-    }
 
 
 @pytest.fixture

@@ -16,10 +16,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent, TextResourceContents
 
-from localservers.gateway import UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, http_server
-from localservers.redis_server import RedisServer
-from tests.conftest import GATEWAY_TOKEN
 
 pytestmark = pytest.mark.anyio
 
@@ -34,22 +31,6 @@ TRUTHFUL_CAPABILITIES = {
     "resources": {"subscribe": False, "listChanged": False},
     "tools": {"listChanged": False},
 }
-
-
-@pytest.fixture
-def backend_settings(
-    backend: str, tmp_path: Path, redis_server: RedisServer, gateway: UpstashGateway, key_prefix: str
-) -> dict[str, str]:
-    """The environment that selects `backend` for the child process."""
-    if backend == "sqlite":
-        return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
-    if backend == "redis":
-        return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
-    return {
-        "UPSTASH_REDIS_REST_URL": gateway.url,
-        "UPSTASH_REDIS_REST_TOKEN": GATEWAY_TOKEN,
-        "KEY_PREFIX": key_prefix,
-    }
 
 
 @asynccontextmanager

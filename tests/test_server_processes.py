@@ -6,7 +6,6 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -14,21 +13,15 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
 
 from localservers.gateway import UpstashGateway
 from localservers.processes import CONSOLE_SCRIPT, START_PATIENCE_SECONDS, child_env, http_server
 from tests.conftest import GATEWAY_TOKEN
+from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
 
 AUTH_TOKEN = "http-test-token-0123456789abcdef"
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 async def save_and_read_back(client: Client, session_id: str) -> None:

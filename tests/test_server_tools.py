@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import Tool
 
 from localservers.raw import RawAccess
 from memory import StoreConfig, now_ms, open_store
 from server.app import build_server
 from tests.conftest import GATEWAY_TOKEN, SettingsFactory, server_settings
+from tests.support.results import error_text, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -23,18 +24,6 @@ PUBLISHED_TOOLS = Path(__file__).parent / "fixtures" / "tools_list.json"
 @pytest.fixture
 def store_config(backend: str, make_settings: SettingsFactory) -> StoreConfig:
     return make_settings(backend, max_content_chars=1000)
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
-
-
-def error_text(result: CallToolResult) -> str:
-    assert result.is_error
-    assert isinstance(result.content[0], TextContent)
-    return result.content[0].text
 
 
 async def tools_by_name(client: Client) -> dict[str, Tool]:

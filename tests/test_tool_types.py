@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import TextContent
 
 from memory import open_store
 from server.app import build_server
 from server.settings import Settings
 from tests.conftest import SettingsFactory
+from tests.support.results import error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -24,13 +24,6 @@ async def client(make_settings: SettingsFactory) -> AsyncIterator[Client]:
     settings = Settings(**make_settings("sqlite", max_content_chars=1000).model_dump())
     async with open_store(settings) as store, Client(build_server(store, settings)) as connected:
         yield connected
-
-
-def error_text(result: Any) -> str:
-    assert result.is_error, result.structured_content
-    assert isinstance(result.content[0], TextContent)
-    text: str = result.content[0].text
-    return text
 
 
 async def stored_turns(client: Client, session_id: str) -> list[dict[str, Any]]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult
 
 
 @asynccontextmanager
@@ -20,12 +18,6 @@ async def mcp_client(base_url: str, token: str) -> AsyncIterator[Client]:
         Client(streamable_http_client(f"{base_url}/mcp", http_client=http)) as client,
     ):
         yield client
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 def post_list_tools(base_url: str, token: str | None, **headers: str) -> httpx.Response:
