@@ -20,9 +20,10 @@ import anyio
 from bench.distance import distance_latency
 from bench.environment import BenchEnvironment, bench_environment
 from bench.listing import index_costs
+from bench.machine import Machine
 from bench.mcp_overhead import mcp_overhead
 from bench.reads import read_costs
-from bench.report import PLOT_FILE, RESULT_FILE, Machine, Results, markdown, plot
+from bench.report import PLOT_FILE, RESULT_FILE, Results, markdown, plot
 from bench.trimming import trim_costs
 from bench.valkey_time import save_commands, valkey_time
 from bench.workloads import lost_turns, sqlite_costs, upstash_wire

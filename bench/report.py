@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +15,7 @@ from bench.approaches import APPROACHES, OURS
 from bench.data import filler_turns, turn_json
 from bench.distance import OPERATIONS, DistanceLatency
 from bench.listing import LIST_PAGE, SAVE_INDEXED, SAVE_UNINDEXED, IndexCost
+from bench.machine import Machine
 from bench.mcp_overhead import ToolOverhead
 from bench.reads import ReadCost
 from bench.trimming import TrimCost
@@ -33,35 +30,6 @@ READ_LIMIT = 1.1  # get_session / GET + json.loads
 MCP_LIMIT = 1.1  # tool / (no-op tool + store call)
 RESULT_FILE = "benchmarks.md"
 PLOT_FILE = "bench.png"
-
-
-@dataclass
-class Machine:
-    cpu: str
-    cores: int
-    system: str
-    python: str
-    valkey: str
-    date: str
-
-    @classmethod
-    def here(cls, valkey: str) -> Machine:
-        cpu = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return cls(
-            cpu=cpu,
-            cores=os.cpu_count() or 0,
-            system=f"{platform.system()} {platform.release()}",
-            python=sys.version.split()[0],
-            valkey=valkey,
-            date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        )
 
 
 @dataclass

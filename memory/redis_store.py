@@ -312,7 +312,7 @@ class RedisStore(BaseStore):
         script = lua_script("reindex_session.lua", self.adapter.key_locking)
         keys = [key, *index_keys(space)]
         ttl_ms = str(self.config.session_ttl_seconds * 1000)
-        arguments = [session_id, ttl_ms, str(now_ms()), title_from_head(head) or ""]
+        arguments = [session_id, ttl_ms, title_from_head(head) or ""]
         async with self._within_timeout():
             done = await self._call(functools.partial(self._eval, script, keys, arguments))
         return int(done == 1)

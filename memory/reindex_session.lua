@@ -6,15 +6,17 @@
 -- KEYS[3]  the key space's session titles (a hash)
 -- ARGV[1]  the session id
 -- ARGV[2]  the TTL a save gives, in ms: the session's last save is when its TTL was that long
--- ARGV[3]  now, in ms since the epoch
--- ARGV[4]  its title ('' for none), kept only where the index has none
+-- ARGV[3]  its title ('' for none), kept only where the index has none
 --
--- Returns 1 when the session was indexed, 0 when the key holds no string any more.
+-- Returns 1 when the session was indexed, 0 when the key holds no string any more. The time is
+-- the store's, read beside the TTL left: a clock read before the request left would date the
+-- save earlier by however long the request took.
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
-local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now, ttl = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000), tonumber(ARGV[2])
 local left = redis.call('PTTL', KEYS[1])
 local saved = now
 if left > 0 and left < ttl then saved = now - (ttl - left) end
 redis.call('ZADD', KEYS[2], 'GT', saved, ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[4]) end
+if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) end
 return 1

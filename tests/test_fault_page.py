@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.faults.page import Campaign, StoreRun, markdown, summary
 from bench.faults.tally import Tally
 from bench.faults.workload import ClientStats, Workload
-from bench.report import Machine
+from bench.machine import Machine
 
 
 def campaign() -> Campaign:

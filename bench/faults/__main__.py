@@ -22,7 +22,7 @@ from bench.faults.page import RESULT_FILE, Campaign, StoreRun, markdown, summary
 from bench.faults.stacks import STORES, store_stack
 from bench.faults.tally import count
 from bench.faults.workload import Workload, run_workload
-from bench.report import Machine
+from bench.machine import Machine
 
 REPO = Path(__file__).resolve().parents[2]
 

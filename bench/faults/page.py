@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from bench.faults.tally import Tally
 from bench.faults.workload import ClientStats, Workload
-from bench.report import Machine
+from bench.machine import Machine
 
 RESULT_FILE = "reliability.md"
 
