@@ -19,6 +19,9 @@ from memory.errors import InvalidRequestError, invalid_cursor
 TITLE_CHARS = 80
 MOST_PER_PAGE = 100
 _SPACES = re.compile(r"\s+")
+# Control and format characters (NUL, a right-to-left override, zero-width ones) and lone
+# surrogates (a broken emoji as JSON.stringify writes it): a title is shown in menus.
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]")
 
 
 def session_title(turns: Sequence[tuple[str, str]]) -> str | None:
@@ -26,7 +29,7 @@ def session_title(turns: Sequence[tuple[str, str]]) -> str | None:
     user message, or its first message when none is the user's; None when all are blank."""
     contents = [content for role, content in turns if role == "user"] or [content for _, content in turns]
     for content in contents:
-        line = _SPACES.sub(" ", content).strip()
+        line = _SPACES.sub(" ", _UNSHOWABLE.sub(" ", content)).strip()
         if line:
             if len(line) <= TITLE_CHARS:
                 return line

@@ -23,6 +23,8 @@ import anyio
 
 from memory.config import StoreConfig
 from memory.errors import (
+    CorruptSessionError,
+    InvalidSessionIdError,
     SessionMemoryError,
     StoreAuthError,
     StoreError,
@@ -49,6 +51,7 @@ from memory.rules import (
     DELETION_MARKER_SECONDS,
     BaseStore,
     PlannedSave,
+    check_session_id,
     decode_session,
     decode_tail,
     deletion_marker_key,
@@ -279,16 +282,17 @@ class RedisStore(BaseStore):
             self._secret = _text(value).encode()
         return self._secret
 
-    async def reindex(self, page_size: int = 200) -> tuple[int, int]:
+    async def reindex(self, page_size: int = 200) -> tuple[int, int, list[str]]:
         """Put sessions the index does not know (written by the TypeScript layer, or before the
         index existed) into it: SCAN the key prefix page by page, safe while servers run.
 
-        Returns how many keys were indexed and how many were looked at. Keys that are not
-        sessions (markers, the index itself, other data) are left alone.
+        Returns how many keys were indexed, how many were looked at, and the keys that looked
+        like sessions but could not be indexed, each with why. Keys that are not sessions
+        (markers, the index itself, other data) and ids the tools refuse are left alone.
         """
         prefix = self.config.key_prefix
         pattern = _glob_escape(prefix) + "*"
-        cursor, indexed, seen = "0", 0, 0
+        cursor, indexed, seen, skipped = "0", 0, 0, []
         while True:
             scan = functools.partial(
                 self.adapter.command, "SCAN", cursor, "MATCH", pattern, "COUNT", page_size
@@ -298,10 +302,15 @@ class RedisStore(BaseStore):
             for key in keys:
                 seen += 1
                 parsed = split_session_key(key, prefix)
-                if parsed is not None:
+                if parsed is None or not _valid_session_id(parsed[1]):
+                    continue
+                try:
                     indexed += await self._reindex_one(key, *parsed)
+                except (CorruptSessionError, StoreSettingsError) as exc:
+                    # Another type at a session key, say: this key is left, the others go on.
+                    skipped.append(f"{key}: {exc}")
             if cursor == "0":
-                return indexed, seen
+                return indexed, seen, skipped
 
     async def _reindex_one(self, key: str, space: str, session_id: str) -> int:
         head_of = functools.partial(self.adapter.command, "GETRANGE", key, 0, _TITLE_HEAD_BYTES - 1)
@@ -456,6 +465,14 @@ class RedisStore(BaseStore):
 def _text(value: object) -> str:
     """A reply item as text, whichever client decoded it."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _valid_session_id(session_id: str) -> bool:
+    try:
+        check_session_id(session_id)
+    except InvalidSessionIdError:
+        return False
+    return True
 
 
 def _glob_escape(text: str) -> str:

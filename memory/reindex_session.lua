@@ -17,6 +17,7 @@ local now, ttl = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 100
 local left = redis.call('PTTL', KEYS[1])
 local saved = now
 if left > 0 and left < ttl then saved = now - (ttl - left) end
-redis.call('ZADD', KEYS[2], 'GT', saved, ARGV[1])
+-- A key without a TTL tells nothing of its last save: dated now the first time, then left alone.
+redis.call('ZADD', KEYS[2], left < 0 and 'NX' or 'GT', saved, ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) end
 return 1

@@ -602,6 +602,12 @@ class BaseStore(ABC):
             return "expired"
         if not turns:
             raise InvalidRequestError("a session to put needs at least one turn")
+        ids = [turn.id for turn in turns if turn.id is not None]
+        if len(set(ids)) < len(ids):
+            # A retry of one of them would be taken for the other: refused, as a save refuses it.
+            raise InvalidRequestError(
+                f"two turns of session {session_id!r} have the same id; each needs its own"
+            )
         size = len(encode_session(list(turns)).encode("utf-8"))
         if size > self.config.max_session_bytes:
             raise SessionFullError(

@@ -182,7 +182,13 @@ def reply_turn(event: dict[str, Any], flush_wait: float) -> NewTurn | None:
     )
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _new_turn(**fields: Any) -> NewTurn:
+    # A broken emoji (a lone surrogate, as JSON.stringify writes it) reads as U+FFFD, as stored
+    # turns do: the rest of the message is worth keeping.
+    fields["content"] = _LONE_SURROGATE.sub("\ufffd", fields["content"])
     try:
         return NewTurn(**fields)
     except ValidationError as exc:

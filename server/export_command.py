@@ -110,6 +110,9 @@ async def export(
     """Write the sessions of `namespace` (or the one named) to `out`, a page at a time."""
     sink = anyio.wrap_file(out)
     async with open_store(settings.store_config()) as opened:
+        # The settings proven first, as the server does: a TLS URL aimed at a plain port, say, is
+        # named as that rather than as an outage.
+        await opened.check()
         store = opened.view(namespace) if namespace else opened
         pages = _pages(store) if session_id is None else _one(store, session_id)
         async for summaries in pages:

@@ -111,6 +111,9 @@ async def import_sessions(settings: Settings, namespace: str, source: BinaryIO, 
     counted) before the error is raised, so that what the tally counts is what was imported.
     """
     async with open_store(settings.store_config()) as opened:
+        # The settings proven first, as the server does: a TLS URL aimed at a plain port, say, is
+        # named as that rather than as an outage.
+        await opened.check()
         store = opened.view(namespace) if namespace else opened
         slots = anyio.Semaphore(CONCURRENT_PUTS)
         failures: list[Exception] = []

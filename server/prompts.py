@@ -114,12 +114,22 @@ def optional_session_id(text: str | None) -> str | None:
         return check_session_id(text)
 
 
-def resume_messages(session_id: str, turns: Sequence[ChatTurn], ttl_seconds: int) -> list[Message]:
+def resume_messages(
+    session_id: str, turns: Sequence[ChatTurn], ttl_seconds: int, windowed: bool = False
+) -> list[Message]:
     """Each stored turn as a prompt message with its own role, oldest first.
 
     A prompt needs at least one message to be sent, so an empty session gives one user
     message that says nothing is stored, rather than an error the user cannot act on.
     """
+    if not turns and windowed:
+        return [
+            UserMessage(
+                f"I wanted to resume the conversation stored under session id {session_id!r}, but none "
+                "of its stored turns falls within the window asked for (before, max_chars). Let's "
+                "carry on from here."
+            )
+        ]
     if not turns:
         return [
             UserMessage(
@@ -220,7 +230,9 @@ def register_prompts(
         window = {"before": parse_count("before", before), "max_chars": parse_count("max_chars", max_chars)}
         with as_protocol_errors():
             turns = await stores().get_session(session_id, count, **window)
-        return resume_messages(session_id, turns, ttl_seconds)
+        return resume_messages(
+            session_id, turns, ttl_seconds, windowed=any(v is not None for v in window.values())
+        )
 
     async def remember_conversation(session_id: OptionalSessionIdArgument = None) -> str:
         return memory_guide(ttl_seconds, optional_session_id(session_id), capture)

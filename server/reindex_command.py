@@ -9,6 +9,7 @@ servers serve, and running it again changes nothing.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,16 +36,19 @@ def reindex_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], 
     if not settings.session_index:
         raise SystemExit("session-memory-mcp reindex: SESSION_INDEX=off: this server keeps no index to fill")
     try:
-        indexed, seen = anyio.run(_reindex, settings)
+        indexed, seen, skipped = anyio.run(_reindex, settings)
     except SessionMemoryError as exc:
         raise SystemExit(f"session-memory-mcp reindex: {exc}") from None
+    for reason in skipped:
+        print(f"session-memory-mcp reindex: skipped {reason}", file=sys.stderr)
     sessions = "session" if indexed == 1 else "sessions"
     print(f"session-memory-mcp reindex: indexed {indexed} {sessions} among {seen} keys under the key prefix")
 
 
-async def _reindex(settings: Settings) -> tuple[int, int]:
+async def _reindex(settings: Settings) -> tuple[int, int, list[str]]:
     from memory.redis_store import RedisStore
 
     async with open_store(settings.store_config()) as store:
         assert isinstance(store, RedisStore)  # the backend is Redis or Upstash here
+        await store.check()  # the settings proven first, as the server does
         return await store.reindex()

@@ -49,10 +49,21 @@ class TranscriptError(Exception):
     """The transcript cannot be read."""
 
 
+# What a transcript is read up to: Claude Code's are JSONL files of a few MB; a path to something
+# that never ends (a device, a pipe) must not hold the hook past its budget.
+MOST_TRANSCRIPT_BYTES = 512 * 1024 * 1024
+
+
 def read_lines(path: Path) -> list[str]:
-    """The transcript's lines; raises TranscriptError when it cannot be read."""
+    """The transcript's lines; raises TranscriptError when it cannot be read, or is not a file."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if path.exists() and not path.is_file():
+            raise TranscriptError(f"the transcript {path} is not a file")
+        with path.open("rb") as file:
+            data = file.read(MOST_TRANSCRIPT_BYTES + 1)
+        if len(data) > MOST_TRANSCRIPT_BYTES:
+            raise TranscriptError(f"the transcript {path} is larger than {MOST_TRANSCRIPT_BYTES} bytes")
+        return data.decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         raise TranscriptError(f"no transcript at {path}") from None
     except OSError as exc:

@@ -219,8 +219,8 @@ def test_a_reply_found_only_in_the_event_is_stored(tmp_path: Path) -> None:
             "the session id has a whitespace",
         ),
         (
-            b'{"hook_event_name": "UserPromptSubmit", "session_id": "s", "prompt": "\\ud800"}',
-            "the user turn cannot be stored: content holds an unpaired surrogate",
+            b'{"hook_event_name": "Stop", "session_id": "s", "transcript_path": "/dev/zero"}',
+            "the transcript /dev/zero is not a file",
         ),
     ],
 )
@@ -438,3 +438,19 @@ def test_the_hook_starts_without_importing_the_mcp_server() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_broken_emoji_in_a_prompt_is_kept_as_a_replacement_character(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings("sqlite")
+    data = b'{"hook_event_name": "UserPromptSubmit", "session_id": "s", "prompt": "broken \\ud83d emoji"}'
+    result = run_hook(data, hook_args(), loader(settings))
+    assert result is not None
+    assert result.stored
+
+    async def read() -> list[str]:
+        async with open_store(settings) as store:
+            return [turn.content for turn in await store.get_session("s")]
+
+    assert anyio.run(read) == ["broken \ufffd emoji"]

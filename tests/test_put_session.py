@@ -8,7 +8,7 @@ import time
 import pytest
 
 from localservers.raw import RawAccess
-from memory import ChatTurn, NewTurn, SessionFullError, SessionStore, open_store
+from memory import ChatTurn, InvalidRequestError, NewTurn, SessionFullError, SessionStore, open_store
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +68,13 @@ async def test_a_retry_of_a_put_turn_is_recognised_by_its_id(store: SessionStore
     await store.put_session("s", TURNS, in_a_day())
     again = await store.save_turn("s", NewTurn(role="user", content="Capital of Peru?", id="q1"))
     assert (again.stored, again.timestamp) == (False, 1_764_000_000_000)
+
+
+async def test_two_turns_with_one_id_are_refused(store: SessionStore) -> None:
+    twins = [
+        ChatTurn(role="user", content="a", timestamp=1, id="same"),
+        ChatTurn(role="assistant", content="b", timestamp=2, id="same"),
+    ]
+    with pytest.raises(InvalidRequestError, match="have the same id"):
+        await store.put_session("s", twins, in_a_day())
+    assert await store.get_session("s") == []

@@ -50,7 +50,8 @@ async def test_sessions_the_typescript_layer_wrote_are_listed_after_a_reindex(
         redis_raw.set(f"{key_prefix}session:not-json", "plain text")
         assert [s.session_id for s in (await store.list_sessions()).sessions] == ["ours"]
 
-        indexed, seen = await store.reindex(page_size=2)
+        indexed, seen, skipped = await store.reindex(page_size=2)
+        assert skipped == []
 
         assert indexed == 4  # ours again (harmless), older, newer, hers
         assert seen >= 6
@@ -124,3 +125,28 @@ def test_the_console_script_on_sqlite_says_there_is_nothing_to_do(tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     assert "the SQLite store lists every session it holds; nothing to do" in done.stdout
+
+
+async def test_keys_it_cannot_index_are_named_and_the_rest_indexed(
+    make_settings: SettingsFactory, redis_raw: RedisRaw, key_prefix: str
+) -> None:
+    async with open_store(make_settings("redis")) as store:
+        assert isinstance(store, RedisStore)
+        # What JSON.stringify writes for a broken emoji, another type at a session key, an id the
+        # tools refuse, and a session without a TTL.
+        redis_raw.set(
+            f"{key_prefix}session:broken", '[{"role":"user","content":"a \\ud83d b","timestamp":1}]'
+        )
+        redis_raw.client.hset(f"{key_prefix}session:a-hash", "a", "b")
+        redis_raw.set(f"{key_prefix}session:{'x' * 200}", design_note_value("too long an id"))
+        redis_raw.client.set(f"{key_prefix}session:forever", design_note_value("no TTL"))
+        indexed, _, skipped = await store.reindex(page_size=1)
+        assert indexed == 2
+        assert [reason.split(": ")[0] for reason in skipped] == [f"{key_prefix}session:a-hash"]
+        listed = {s.session_id: s.title for s in (await store.list_sessions()).sessions}
+        assert listed == {"broken": "a b", "forever": "no TTL"}
+        first = {s.session_id: s.updated_at for s in (await store.list_sessions()).sessions}
+        await store.reindex()  # again: a key without a TTL keeps the date it was given
+        assert {s.session_id: s.updated_at for s in (await store.list_sessions()).sessions}[
+            "forever"
+        ] == first["forever"]
