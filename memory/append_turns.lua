@@ -593,6 +593,7 @@ end
 -- Turns of this batch are kept in tables: a string grown turn by turn would be copied
 -- again for every turn.
 local added, added_texts, added_stamps = {}, {}, {}
+local found_by_id, first_new = 0, nil
 local reply = { 'saved', created and 1 or 0, 0 }
 for n = FIRST_TURN, #ARGV, 4 do
   local prefix, stamp, mode, id = ARGV[n], tonumber(ARGV[n + 1]), ARGV[n + 2], ARGV[n + 3]
@@ -607,6 +608,7 @@ for n = FIRST_TURN, #ARGV, 4 do
     local stored, start = turn_with_id(within, prefix, at)
     if not stored then return { 'id_taken', (n - FIRST_TURN) / 4 } end
     stamp, state = stored, (within == value and open and start == open + 1) and 2 or 0
+    found_by_id = found_by_id + 1
   elseif mode == 'keep' then
     local text = prefix .. format('%.0f', stamp)
     at = holds_turn(text)
@@ -625,6 +627,7 @@ for n = FIRST_TURN, #ARGV, 4 do
     if stamp > MAX_SAFE_INTEGER then return redis.error_reply('ERR timestamp out of range') end
   end
   if state == 1 then
+    first_new = first_new or (n - FIRST_TURN) / 4
     local text = prefix .. format('%.0f', stamp)
     added[#added + 1] = text .. suffix
     added_texts[text] = true
@@ -633,6 +636,12 @@ for n = FIRST_TURN, #ARGV, 4 do
   end
   reply[#reply + 1] = stamp
   reply[#reply + 1] = state
+end
+
+-- A save is stored whole or not at all: some of its turns found by their ids and others new
+-- means these ids were given to another save (a batch of other turns under the same id).
+if found_by_id > 0 and #added > 0 then
+  return { 'id_taken', first_new }
 end
 
 if #added == 0 then

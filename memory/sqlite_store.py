@@ -269,6 +269,7 @@ class SQLiteStore(BaseStore):
                     size += len(placed.text.encode()) + (1 if count + len(added) else 0)
                     added.append(placed)
                 outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
+            _refuse_a_partial_match(connection, key, save)
             dropped = 0
             if size > self.config.max_session_bytes:
                 if self.config.when_full != "drop-oldest":
@@ -430,6 +431,21 @@ def _cursor_secret(connection: sqlite3.Connection) -> str:
         connection.execute("INSERT OR IGNORE INTO secrets VALUES ('cursor', ?)", (secrets.token_hex(32),))
         value: str = connection.execute("SELECT value FROM secrets WHERE name = 'cursor'").fetchone()[0]
     return value
+
+
+def _refuse_a_partial_match(connection: sqlite3.Connection, key: str, save: PlannedSave) -> None:
+    """A save is stored whole or not at all: some of its ids stored and others not means these
+    ids were given to another save (a batch of other turns under the same id)."""
+    ids = [turn.id for turn in save.turns]
+    found = {
+        turn_id
+        for turn_id in ids
+        if connection.execute(
+            "SELECT 1 FROM turns WHERE key = ? AND id = ? LIMIT 1", (key, turn_id)
+        ).fetchone()
+    }
+    if found and len(found) < len(ids):
+        raise _IdTaken(next(turn_id for turn_id in ids if turn_id not in found))
 
 
 def _drop_oldest(connection: sqlite3.Connection, key: str, excess: int) -> tuple[int, int]:

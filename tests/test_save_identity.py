@@ -205,3 +205,10 @@ async def test_a_delete_that_began_before_a_landed_save_deletes_nothing(
     assert [t.id for t in await store.get_session("s")] == [newer.id]
     assert await store.delete_session("s")  # a delete made now deletes it
     assert await store.get_session("s") == []
+
+
+async def test_an_id_given_to_another_batch_is_refused_and_nothing_is_stored(store: SessionStore) -> None:
+    await store.save_turns("s", [turn("q"), NewTurn(role="assistant", content="a")], "b1")
+    with pytest.raises(InvalidRequestError, match="the id 'b1#2' belongs to another turn"):
+        await store.save_turns("s", [turn("q"), NewTurn(role="assistant", content="a"), turn("z")], "b1")
+    assert [t.content for t in await store.get_session("s")] == ["q", "a"]
