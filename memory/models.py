@@ -50,7 +50,8 @@ class ChatTurn(BaseModel):
     dropped: int | None = Field(default=None, ge=0)
     id: str | None = None
 
-    check_utf8 = field_validator("content")(_encodable_as_utf8)
+    # No check that the content is valid Unicode here: reads parse every stored turn through this
+    # model, and a Python validator per turn costs them a tenth; a save checks it (plan_save).
 
 
 class NewTurn(BaseModel):

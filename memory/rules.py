@@ -381,6 +381,7 @@ def plan_save(
     planned = []
     for index, turn in enumerate(turns):
         which = f"turn {index}'s" if len(turns) > 1 else "the turn's"
+        check_unicode(turn, which)
         most = config.max_content_chars
         if len(turn.content) > most:
             raise TurnTooLargeError(
@@ -406,6 +407,18 @@ def plan_save(
     title = session_title([(t.role, t.content) for t in turns])
     caller_ids = caller_id is not None or any(turn.id is not None for turn in turns)
     return PlannedSave(save_id, planned, started_at, title, caller_ids)
+
+
+def check_unicode(turn: ChatTurn | NewTurn, which: str) -> None:
+    """Refuse a turn whose text holds a lone surrogate: it has no UTF-8 form, so it could never be
+    stored (a NewTurn refuses it when made; a ChatTurn, made by reads too, here)."""
+    for name, text in (("content", turn.content), ("id", turn.id or "")):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"{which} {name} holds an unpaired surrogate, which is not valid Unicode text"
+            ) from None
 
 
 def check_save_id(save_id: str) -> str:
@@ -602,6 +615,8 @@ class BaseStore(ABC):
             return "expired"
         if not turns:
             raise InvalidRequestError("a session to put needs at least one turn")
+        for index, turn in enumerate(turns):
+            check_unicode(turn, f"turn {index}'s")
         ids = [turn.id for turn in turns if turn.id is not None]
         if len(set(ids)) < len(ids):
             # A retry of one of them would be taken for the other: refused, as a save refuses it.

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from memory import MAX_SAFE_INTEGER, ChatTurn, CorruptSessionError, check_session_id, new_session_id
-from memory.rules import decode_session, encode_turn
+from memory import (
+    MAX_SAFE_INTEGER,
+    ChatTurn,
+    CorruptSessionError,
+    InvalidRequestError,
+    NewTurn,
+    StoreConfig,
+    check_session_id,
+    new_session_id,
+)
+from memory.rules import decode_session, encode_turn, plan_save
 
 
 def test_encoding_matches_javascript_json_stringify() -> None:
@@ -30,12 +39,19 @@ def test_encoding_matches_javascript_json_stringify() -> None:
         {"role": "user", "content": "x", "timestamp": MAX_SAFE_INTEGER + 1},
         {"role": "user", "content": "x", "timestamp": "1"},
         {"role": "user", "content": "x", "timestamp": 1, "extra": 1},
-        {"role": "user", "content": "\ud800", "timestamp": 1},
     ],
 )
 def test_invalid_turns_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ChatTurn.model_validate(fields)
+
+
+def test_a_turn_with_a_lone_surrogate_is_refused_when_made_or_saved() -> None:
+    with pytest.raises(ValidationError, match="unpaired surrogate"):
+        NewTurn(role="user", content="\ud800")
+    read = ChatTurn(role="user", content="\ud800", timestamp=1)  # as a caller may build one
+    with pytest.raises(InvalidRequestError, match="the turn's content holds an unpaired surrogate"):
+        plan_save([read], StoreConfig())
 
 
 def test_decode_names_the_first_problem() -> None:
