@@ -197,16 +197,16 @@ class RedisStore(BaseStore):
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in save.turns), len(save.turns))
         keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
         arguments = self._arguments(session_id, save, deep=save.caller_ids)
-        again = self._arguments(session_id, save, deep=True)
         attempts = 0
 
         # A retry may follow an attempt that ran: the script then finds that attempt's turns by
         # their ids (as far back as they are), and stores nothing again.
         async def send() -> object:
-            nonlocal attempts
+            nonlocal attempts, arguments
             attempts += 1
-            script = append_script(self.adapter.key_locking)
-            return await self._eval(script, keys, arguments if attempts == 1 else again)
+            if attempts == 2 and not save.caller_ids:
+                arguments = self._arguments(session_id, save, deep=True)
+            return await self._eval(append_script(self.adapter.key_locking), keys, arguments)
 
         async with self._within_timeout():
             reply = await self._call(send)

@@ -40,6 +40,8 @@ from memory.sqlite_file import connect, insert_session, locked, transaction, tra
 T = TypeVar("T")
 
 _PURGE_INTERVAL_MS = 60 * 60 * 1000
+# _place's state for a turn whose id is stored: an earlier attempt of this save.
+_FOUND_BY_ID = 3
 
 
 class _SessionFull(Exception):
@@ -262,14 +264,20 @@ class SQLiteStore(BaseStore):
             count, size = (0, 2) if live is None else live
             outcomes: list[TurnOutcome] = []
             added: list[PlannedTurn] = []  # with the timestamps they are stored with
+            found_by_id = 0
             for turn in save.turns:
                 stamp, state = _place(connection, key, turn, added)
+                found_by_id += state == _FOUND_BY_ID
+                state = 0 if state == _FOUND_BY_ID else state
                 if state == 1:
                     placed = dataclasses.replace(turn, timestamp=stamp)
                     size += len(placed.text.encode()) + (1 if count + len(added) else 0)
                     added.append(placed)
                 outcomes.append(TurnOutcome(timestamp=stamp, stored=state == 1))
-            _refuse_a_partial_match(connection, key, save)
+            if found_by_id and added:
+                # A save is stored whole or not at all: some turns found by their ids and others
+                # new means these ids were given to another save (a batch of other turns).
+                raise _IdTaken(added[0].id)
             dropped = 0
             if size > self.config.max_session_bytes:
                 if self.config.when_full != "drop-oldest":
@@ -354,14 +362,15 @@ class SQLiteStore(BaseStore):
 def _place(
     connection: sqlite3.Connection, key: str, turn: PlannedTurn, added: Sequence[PlannedTurn]
 ) -> tuple[int, int]:
-    """The turn's timestamp and state (1 new, 0 the turn is there, 2 it is the first turn)."""
+    """The turn's timestamp and state: 1 new; 0 an equal turn is there, 2 likewise and it is the
+    first turn; _FOUND_BY_ID this turn's id is stored (an earlier attempt of this save)."""
     row = connection.execute(
         "SELECT seq, timestamp, role, content FROM turns WHERE key = ? AND id = ? LIMIT 1", (key, turn.id)
     ).fetchone()
     if row is not None:  # stored by an earlier attempt of this save
         if (row[2], row[3]) != (turn.role, turn.content):
             raise _IdTaken(turn.id)
-        return int(row[1]), 2 if row[0] == 0 else 0
+        return int(row[1]), _FOUND_BY_ID
     if turn.mode == "keep":
         row = connection.execute(
             "SELECT seq FROM turns WHERE key = ? AND timestamp = ? AND role = ? AND content = ? "
@@ -431,21 +440,6 @@ def _cursor_secret(connection: sqlite3.Connection) -> str:
         connection.execute("INSERT OR IGNORE INTO secrets VALUES ('cursor', ?)", (secrets.token_hex(32),))
         value: str = connection.execute("SELECT value FROM secrets WHERE name = 'cursor'").fetchone()[0]
     return value
-
-
-def _refuse_a_partial_match(connection: sqlite3.Connection, key: str, save: PlannedSave) -> None:
-    """A save is stored whole or not at all: some of its ids stored and others not means these
-    ids were given to another save (a batch of other turns under the same id)."""
-    ids = [turn.id for turn in save.turns]
-    found = {
-        turn_id
-        for turn_id in ids
-        if connection.execute(
-            "SELECT 1 FROM turns WHERE key = ? AND id = ? LIMIT 1", (key, turn_id)
-        ).fetchone()
-    }
-    if found and len(found) < len(ids):
-        raise _IdTaken(next(turn_id for turn_id in ids if turn_id not in found))
 
 
 def _drop_oldest(connection: sqlite3.Connection, key: str, excess: int) -> tuple[int, int]:
