@@ -92,6 +92,11 @@ class RedisServer:
             raise
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.kill()
