@@ -50,7 +50,8 @@ def bench_environment(workdir: Path) -> Iterator[BenchEnvironment]:
     redis = RedisServer().start()
     gateway = UpstashGateway(redis_port=redis.port, token=GATEWAY_TOKEN).start()
     try:
-        yield BenchEnvironment(redis, gateway, RedisRaw(redis.port), workdir)
+        with RedisRaw(redis.port) as raw:
+            yield BenchEnvironment(redis, gateway, raw, workdir)
     finally:
         gateway.stop()
         redis.stop()

@@ -22,10 +22,25 @@ class RawAccess(Protocol):
     def expire_now(self, key: str) -> None:
         """Let `key`'s time to live run out now, as if its TTL had passed."""
 
+    def close(self) -> None:
+        """Let go of what it holds open."""
+
 
 class RedisRaw:
+    """Closed by its user: a client left to the garbage collector closes its socket whenever
+    a collection happens to run, and warns then, in whatever test is running."""
+
     def __init__(self, port: int) -> None:
         self.client = redis.Redis(port=port)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> RedisRaw:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def get(self, key: str) -> bytes | None:
         value = self.client.get(key)
@@ -64,6 +79,9 @@ class SQLiteRaw:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def close(self) -> None:
+        pass  # each call opens and closes its own connection
 
     def _connect(self) -> contextlib.closing[sqlite3.Connection]:
         # closing(): sqlite3's own context manager ends a transaction but leaves the file open.

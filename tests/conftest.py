@@ -109,16 +109,19 @@ async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Clien
 
 
 @pytest.fixture
-def raw(backend: str, redis_server: RedisServer, tmp_path: Path) -> RawAccess:
+def raw(backend: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[RawAccess]:
     """What the `store` fixture's backend holds, read and written directly."""
-    if backend == "sqlite":
-        return SQLiteRaw(tmp_path / "sessions.sqlite3")
-    return RedisRaw(redis_server.port)
+    access: RawAccess = (
+        SQLiteRaw(tmp_path / "sessions.sqlite3") if backend == "sqlite" else RedisRaw(redis_server.port)
+    )
+    yield access
+    access.close()
 
 
 @pytest.fixture
-def redis_raw(redis_server: RedisServer) -> RedisRaw:
-    return RedisRaw(redis_server.port)
+def redis_raw(redis_server: RedisServer) -> Iterator[RedisRaw]:
+    with RedisRaw(redis_server.port) as access:
+        yield access
 
 
 @pytest.fixture

@@ -77,6 +77,7 @@ def backend(
         raw: RawAccess = SQLiteRaw(path) if name == "sqlite" else RedisRaw(redis_server.port)
         yield Backend(name, store, raw, portal)
         portal.call(store.aclose)
+        raw.close()
 
 
 def as_turns(turns: list[StoredTurn]) -> list[ChatTurn]:

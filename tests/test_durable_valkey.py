@@ -30,12 +30,11 @@ def test_an_acknowledged_write_survives_a_kill_and_restart(valkey: DurableValkey
 
 
 def test_a_paused_valkey_answers_nothing_until_resumed(valkey: DurableValkey) -> None:
-    client = redis.Redis(port=valkey.port, socket_timeout=0.3, retry=Retry(NoBackoff(), 0))
-    client.ping()
-    valkey.pause()
-    with pytest.raises(redis.TimeoutError):
-        client.ping()
+    with redis.Redis(port=valkey.port, socket_timeout=0.3, retry=Retry(NoBackoff(), 0)) as impatient:
+        impatient.ping()
+        valkey.pause()
+        with pytest.raises(redis.TimeoutError):
+            impatient.ping()
     valkey.resume()
-    client = redis.Redis(port=valkey.port, socket_timeout=5)
-    assert client.ping()
-    client.close()
+    with redis.Redis(port=valkey.port, socket_timeout=5) as client:
+        assert client.ping()

@@ -84,7 +84,8 @@ def test_a_reset_before_forwarding_never_runs_the_command(
     chaos.enabled = False
     through.close()
     time.sleep(0.3)  # a command that was forwarded would have run by now
-    assert redis.Redis(port=redis_server.port).get(f"{key_prefix}never") is None
+    with redis.Redis(port=redis_server.port) as direct:
+        assert direct.get(f"{key_prefix}never") is None
     assert chaos.counts["reset_before"] == 1
 
 
@@ -97,7 +98,8 @@ def test_a_reset_after_forwarding_runs_the_command_and_loses_its_answer(
     with pytest.raises(redis.ConnectionError):
         through.set(f"{key_prefix}ran", "1")
     through.close()
-    assert wait_for(redis.Redis(port=redis_server.port), f"{key_prefix}ran") == b"1"
+    with redis.Redis(port=redis_server.port) as direct:
+        assert wait_for(direct, f"{key_prefix}ran") == b"1"
     assert chaos.counts["reset_after"] == 1
 
 

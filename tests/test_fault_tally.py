@@ -139,9 +139,9 @@ def test_stored_turns_no_client_sent_are_unexpected() -> None:
 
 def test_sessions_are_read_straight_from_valkey(redis_server: RedisServer, key_prefix: str) -> None:
     a, b = unique(0, 1), unique(0, 2)
-    raw = RedisRaw(redis_server.port)
-    raw.set(f"{key_prefix}session:s", json.dumps(turns(a, b, a)))
-    raw.set(f"{key_prefix}session:t", json.dumps(turns(b)))
+    with RedisRaw(redis_server.port) as raw:
+        raw.set(f"{key_prefix}session:s", json.dumps(turns(a, b, a)))
+        raw.set(f"{key_prefix}session:t", json.dumps(turns(b)))
     stored = read_sessions(redis_server.port, key_prefix)
     assert stored == {"s": turns(a, b, a), "t": turns(b)}
     assert count([acked(a, b)], stored, {}).doubled == 1

@@ -117,9 +117,12 @@ async def test_a_redis_busy_running_a_script_is_unavailable_not_refused(
     admin = redis.Redis(port=redis_server.port)
     threshold = str(admin.config_get("busy-reply-threshold")["busy-reply-threshold"])
     admin.config_set("busy-reply-threshold", 50)
-    busy = threading.Thread(
-        target=lambda: redis.Redis(port=redis_server.port).eval(_BUSY_SCRIPT, 0, 1_500_000)
-    )
+
+    def run_busy_script() -> None:
+        with redis.Redis(port=redis_server.port) as client:
+            client.eval(_BUSY_SCRIPT, 0, 1_500_000)
+
+    busy = threading.Thread(target=run_busy_script)
     try:
         async with open_store(make_settings("redis", store_retries=0)) as store:
             busy.start()

@@ -38,7 +38,8 @@ async def run_store(store: str, campaign: Campaign, quiet_seconds: float, logs: 
         store, servers=campaign.servers, deadline=campaign.deadline, seed=work.seed, logs=logs
     ) as stack:
         if not campaign.machine.valkey:
-            info = redis.Redis(port=stack.valkey_port).info("server")
+            with redis.Redis(port=stack.valkey_port) as client:
+                info = client.info("server")
             campaign.machine.valkey = str(info.get("valkey_version") or info.get("redis_version") or "")
         progress(f"{store}: {work.clients} clients for {work.seconds:g} s, faults on (seed {work.seed})")
         stack.chaos.enabled = True
