@@ -140,7 +140,12 @@ async def _open(config: StoreConfig) -> SessionStore:
             from memory.redis_store import RedisStore
 
             assert config.redis_url is not None  # the backend is Redis only with REDIS_URL
-            return RedisStore(config, RedisAdapter(config.redis_url.get_secret_value(), config))
+            url = config.redis_url.get_secret_value()
+            if config.redis_cluster:
+                from memory.cluster_adapter import RedisClusterAdapter
+
+                return RedisStore(config, RedisClusterAdapter(url, config))
+            return RedisStore(config, RedisAdapter(url, config))
         case "sqlite":
             from memory.sqlite_store import SQLiteStore
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import anyio
@@ -49,6 +50,7 @@ class RedisAdapter:
     backend = "redis"
     variable = "REDIS_URL"
     key_locking = False
+    cluster = False
 
     def __init__(self, url: str, config: StoreConfig) -> None:
         self.location = redact_url(url)
@@ -72,6 +74,16 @@ class RedisAdapter:
 
     async def tail(self, key: str, size: int) -> tuple[str, bool]:
         return window_text(await self.command("GETRANGE", key, -size, -1), size)
+
+    async def scan(self, cursor: str, pattern: str, count: int) -> tuple[str, list[str]]:
+        return scan_page(await self.command("SCAN", cursor, "MATCH", pattern, "COUNT", count))
+
+    async def together(self, key: str, commands: Sequence[Sequence[Argument]]) -> list[object]:
+        pipeline = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipeline.execute_command(*command)
+        replies: list[object] = await pipeline.execute(raise_on_error=False)
+        return replies
 
     def translate(self, exc: Exception) -> SessionMemoryError | None:
         # Replies are bytes, decoded here with "replace": no UnicodeDecodeError to map.
@@ -142,6 +154,7 @@ class UpstashAdapter:
     backend = "upstash"
     variable = "UPSTASH_REDIS_REST_URL"
     key_locking = True
+    cluster = False
 
     def __init__(self, url: str, token: str) -> None:
         self.location = redact_url(url)
@@ -164,6 +177,13 @@ class UpstashAdapter:
 
     async def tail(self, key: str, size: int) -> tuple[str, bool]:
         return window_text(await self.command("GETRANGE", key, -size, -1), size)
+
+    async def scan(self, cursor: str, pattern: str, count: int) -> tuple[str, list[str]]:
+        return scan_page(await self.command("SCAN", cursor, "MATCH", pattern, "COUNT", count))
+
+    async def together(self, key: str, commands: Sequence[Sequence[Argument]]) -> list[object]:
+        # Upstash replicates by itself; the settings refuse REDIS_REPLICA_ACKS with it.
+        raise ConfigurationError("Upstash sends one command per request here")
 
     def translate(self, exc: Exception) -> SessionMemoryError | None:
         if isinstance(exc, UnicodeDecodeError):  # the client decodes every reply as strict UTF-8
@@ -207,6 +227,18 @@ class UpstashAdapter:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def scan_page(reply: object) -> tuple[str, list[str]]:
+    """SCAN's reply as (next cursor, keys), as redis-py (a tuple) or upstash-redis (a list) gives it."""
+    if isinstance(reply, (list, tuple)) and len(reply) == 2 and isinstance(reply[1], list):
+        return reply_text(reply[0]), [reply_text(key) for key in reply[1]]
+    raise errors.unexpected_reply("SCAN", reply)
+
+
+def reply_text(value: object) -> str:
+    """A reply item as text, whichever client decoded it."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def window_text(data: object, size: int) -> tuple[str, bool]:

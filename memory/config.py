@@ -20,6 +20,7 @@ APP_NAME = "session-memory-mcp"
 SEVEN_DAYS_SECONDS = 7 * 24 * 60 * 60
 
 Backend = Literal["upstash", "redis", "sqlite"]
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def default_sqlite_path() -> Path:
@@ -49,6 +50,10 @@ class StoreConfig(BaseModel):
     # What a save that would pass max_session_bytes does: drop the session's oldest turns (to
     # three quarters of the limit, so that it happens rarely), or store nothing and say so.
     when_full: Literal["drop-oldest", "refuse"] = "drop-oldest"
+    # How many replicas of a Redis primary must have each save before it is reported stored:
+    # WAIT, in the save's round trip. 0 trusts the primary alone, and a failover right after
+    # a save can lose it (replication is asynchronous).
+    redis_replica_acks: int = Field(default=0, ge=0, le=16)
 
     @field_validator("upstash_redis_rest_url")
     @classmethod
@@ -67,8 +72,13 @@ class StoreConfig(BaseModel):
         if url is None:
             return None
         parts = urlsplit(url.get_secret_value())
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or, for a Redis Cluster, "
+                "redis+cluster:// or rediss+cluster://"
+            )
+        if parts.scheme in CLUSTER_SCHEMES and parts.path.removeprefix("/") not in ("", "0"):
+            raise ValueError("names a database, and a Redis Cluster has only database 0")
         if not _well_formed_redis_url(url.get_secret_value()):
             # Never quote the URL or a part of it: the part would be the password's.
             raise ValueError(
@@ -91,6 +101,22 @@ class StoreConfig(BaseModel):
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
         return self
+
+    @model_validator(mode="after")
+    def _acks_need_redis(self) -> StoreConfig:
+        if self.redis_replica_acks and self.backend != "redis":
+            raise ConfigurationError(
+                "REDIS_REPLICA_ACKS applies to a store at REDIS_URL only (Upstash keeps its own replicas)"
+            )
+        return self
+
+    @property
+    def redis_cluster(self) -> bool:
+        """Whether REDIS_URL names a Redis Cluster (redis+cluster:// or rediss+cluster://)."""
+        return (
+            self.redis_url is not None
+            and urlsplit(self.redis_url.get_secret_value()).scheme in CLUSTER_SCHEMES
+        )
 
     @property
     def backend(self) -> Backend:

@@ -40,9 +40,15 @@ def session_title(turns: Sequence[tuple[str, str]]) -> str | None:
     return None
 
 
-def index_keys(space: str) -> tuple[str, str]:
+def index_keys(space: str, cluster: bool = False) -> tuple[str, str]:
     """The index of the key space `space` (prefix and namespace): a sorted set of session ids
-    scored by their last save (ms), and a hash of their titles."""
+    scored by their last save (ms), and a hash of their titles.
+
+    On a Redis Cluster the two share a hash tag, so that one script may read both; whatever
+    braces `space` holds, both names are equal up to the tag's end, so they share its slot.
+    """
+    if cluster:
+        return f"{space}{{session-index}}", f"{space}{{session-index}}:titles"
     return f"{space}session-index", f"{space}session-titles"
 
 

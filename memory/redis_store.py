@@ -58,6 +58,7 @@ from memory.rules import (
     encode_session,
     expiry_ms,
     now_ms,
+    shares_hash_slot,
 )
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class Adapter(Protocol):
     what: str  # the store as errors name it: "Redis at redis://host:6379/0"
     variable: str  # the setting that points at it
     key_locking: bool  # whether the append script carries Upstash's key-locking flag
+    cluster: bool  # a Redis Cluster: the session index lies in another hash slot than a session
 
     async def command(self, *args: Argument) -> object:
         """Send one command; raise the client's own exceptions."""
@@ -127,6 +129,15 @@ class Adapter(Protocol):
         ...
 
     def is_noscript(self, exc: Exception) -> bool: ...
+
+    async def scan(self, cursor: str, pattern: str, count: int) -> tuple[str, list[str]]:
+        """One page of the keys matching `pattern`: the next cursor ("0" at the end) and the keys."""
+        ...
+
+    async def together(self, key: str, commands: Sequence[Sequence[Argument]]) -> list[object]:
+        """Send `commands` in one round trip on one connection (to the node that serves `key`):
+        each reply, or the exception it raised."""
+        ...
 
     async def plain_port_error(self) -> StoreSettingsError | None:
         """The error for a TLS URL aimed at a port that speaks plain text, or None."""
@@ -148,6 +159,7 @@ class RedisStore(BaseStore):
         self._largest_turn_bytes = 6 * config.max_content_chars + 64
         self._secret: bytes | None = None
         self._next_prune: dict[str, int] = {}
+        self.cluster = adapter.cluster
 
     @property
     def location(self) -> str:
@@ -161,6 +173,8 @@ class RedisStore(BaseStore):
         try:
             async with self._within_timeout(timeout_seconds):
                 await self._call(lambda: self.adapter.command("PING"))
+                if self.cluster:
+                    await self._check_cluster_state()
         except StoreAuthError:
             raise
         except (StoreUnavailableError, StoreSettingsError):
@@ -179,6 +193,18 @@ class RedisStore(BaseStore):
                 f"for Upstash, the database's REST URL with no path); it answered: {exc.__cause__ or exc}"
             ) from exc
 
+    async def _check_cluster_state(self) -> None:
+        # One node answering PING says little of a cluster: it may serve none of the slots.
+        info = await self._call(lambda: self.adapter.command("CLUSTER", "INFO"))
+        if isinstance(info, (str, bytes)):
+            info = dict(line.split(":", 1) for line in _text(info).splitlines() if ":" in line)
+        cluster_state = _text(info.get("cluster_state", "")).strip() if isinstance(info, dict) else ""
+        if cluster_state != "ok":
+            raise StoreUnavailableError(
+                f"{self.adapter.what} is not serving all its slots "
+                f"(cluster_state:{cluster_state or 'unknown'}); try again later"
+            )
+
     async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
         async with self._within_timeout():
             if last is not None:
@@ -195,7 +221,7 @@ class RedisStore(BaseStore):
 
     async def _append(self, key: str, session_id: str, save: PlannedSave) -> BatchSaveResult:
         self._learn_turn_bytes(sum(len(turn.text.encode()) for turn in save.turns), len(save.turns))
-        keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
+        keys = [key, self._marker_key(key, session_id), *self._index_keys(key, session_id)]
         arguments = self._arguments(session_id, save, deep=save.caller_ids)
         attempts = 0
 
@@ -206,20 +232,29 @@ class RedisStore(BaseStore):
             attempts += 1
             if attempts == 2 and not save.caller_ids:
                 arguments = self._arguments(session_id, save, deep=True)
-            return await self._eval(append_script(self.adapter.key_locking), keys, arguments)
+            return await self._eval(append_script(self.adapter.key_locking), keys, arguments, write=True)
 
         async with self._within_timeout():
             reply = await self._call(send)
-        return self._saved(reply, session_id, save, retried=attempts > 1)
+        saved = self._saved(reply, session_id, save, retried=attempts > 1)
+        if self._separate_index:
+            title = (save.title or "") if saved.new_session else ""
+            await self._index_apart(key, session_id, save.started_at, "GT", title, "set")
+        return saved
 
     async def _delete(self, key: str, session_id: str) -> bool:
         script = lua_script("delete_session.lua", self.adapter.key_locking)
-        keys = [key, deletion_marker_key(key), *self._index_keys(key, session_id)]
-        arguments = [str(now_ms()), str(DELETION_MARKER_SECONDS), session_id]
+        keys = [key, self._marker_key(key, session_id), *self._index_keys(key, session_id)]
+        started = now_ms()
+        arguments = [str(started), str(DELETION_MARKER_SECONDS), session_id]
         async with self._within_timeout():
-            deleted = await self._call(lambda: self._eval(script, keys, arguments))
-        if deleted == -1:
-            raise delete_outdated(session_id)
+            if self._separate_index and await self._indexed_after(key, session_id, started):
+                raise delete_outdated(session_id)
+            deleted = await self._call(lambda: self._eval(script, keys, arguments, write=True))
+            if deleted == -1:
+                raise delete_outdated(session_id)
+            if self._separate_index:
+                await self._unindex_apart(key, session_id, started)
         return bool(deleted)
 
     async def _put(
@@ -231,11 +266,62 @@ class RedisStore(BaseStore):
         time_to_live = max(1, expires_at - now_ms())
         arguments = [encode_session(list(turns)), str(time_to_live), session_id, str(updated_at), title]
         async with self._within_timeout():
-            written = await self._call(lambda: self._eval(script, keys, arguments))
+            written = await self._call(lambda: self._eval(script, keys, arguments, write=True))
+        if written == 1 and self._separate_index:
+            await self._index_apart(key, session_id, updated_at, "GT", title, "set")
         return written == 1
 
     def _index_keys(self, key: str, session_id: str) -> tuple[str, ...]:
-        return index_keys(key_space(key, session_id)) if self.config.session_index else ()
+        """The index keys a session's own script updates: none on a cluster (see `_index_apart`)."""
+        if not self.config.session_index or self.cluster:
+            return ()
+        return index_keys(key_space(key, session_id))
+
+    @property
+    def _separate_index(self) -> bool:
+        """Whether the index is updated by a command of its own, after the session's script."""
+        return self.cluster and self.config.session_index
+
+    def _marker_key(self, key: str, session_id: str) -> str:
+        marker = deletion_marker_key(key)
+        if self.cluster and not shares_hash_slot(key, marker):
+            raise InvalidSessionIdError(
+                f"session id {session_id!r} cannot be stored on a Redis Cluster: an id with a '}}' "
+                "needs a '{' before it (a hash tag), so that the session and its deletion marker "
+                "share a hash slot"
+            )
+        return marker
+
+    async def _index_apart(
+        self, key: str, session_id: str, score: int, mode: str, title: str, title_mode: str
+    ) -> None:
+        """The index's own command on a cluster. The session is stored by then: if the index
+        cannot be updated, the save stands (reads find it) and the list misses it until its
+        next save or a reindex; that is logged, not raised."""
+        script = lua_script("index_session.lua", self.adapter.key_locking)
+        keys = list(index_keys(key_space(key, session_id), cluster=True))
+        arguments = [session_id, str(score), mode, title, title_mode]
+        try:
+            async with self._within_timeout():
+                await self._call(lambda: self._eval(script, keys, arguments))
+        except StoreError as exc:
+            logger.warning("a session was saved but not listed (run reindex to list it): %s", exc)
+
+    async def _indexed_after(self, key: str, session_id: str, started: int) -> bool:
+        """Whether a save that began after `started` has indexed the session (a cluster's delete
+        asks before it deletes; elsewhere its script does)."""
+        index, _ = index_keys(key_space(key, session_id), cluster=True)
+        score = await self._call(lambda: self.adapter.command("ZSCORE", index, session_id))
+        return score is not None and float(_text(score)) > started
+
+    async def _unindex_apart(self, key: str, session_id: str, started: int) -> None:
+        script = lua_script("unindex_session.lua", self.adapter.key_locking)
+        keys = list(index_keys(key_space(key, session_id), cluster=True))
+        try:
+            await self._call(lambda: self._eval(script, keys, [str(started), session_id]))
+        except StoreError as exc:
+            # The session is gone; its entry goes when it would have expired (lists skip it then).
+            logger.warning("a deleted session is still listed until it would have expired: %s", exc)
 
     async def _list(
         self, space: str, live_after: int, after: ListPosition | None, limit: int
@@ -245,7 +331,7 @@ class RedisStore(BaseStore):
         position = ["", ""] if after is None else [str(after.updated_at), after.session_id]
         arguments = [str(live_after), str(limit), *position]
         async with self._within_timeout():
-            reply = await self._call(lambda: self._eval(script, list(index_keys(space)), arguments))
+            reply = await self._call(lambda: self._eval(script, list(self._space_index(space)), arguments))
         if not isinstance(reply, list) or not reply or (len(reply) - 1) % 3:
             raise StoreError("the store answered the list script with an unexpected reply")
         more, *rows = reply
@@ -260,7 +346,7 @@ class RedisStore(BaseStore):
         return sessions, more == 1
 
     async def _ids_starting_with(self, space: str, live_after: int, typed: str, limit: int) -> list[str]:
-        index, _ = index_keys(space)
+        index, _ = self._space_index(space)
         async with self._within_timeout():
             newest = await self._call(
                 lambda: self.adapter.command(
@@ -294,11 +380,9 @@ class RedisStore(BaseStore):
         pattern = _glob_escape(prefix) + "*"
         cursor, indexed, seen, skipped = "0", 0, 0, []
         while True:
-            scan = functools.partial(
-                self.adapter.command, "SCAN", cursor, "MATCH", pattern, "COUNT", page_size
-            )
+            scan = functools.partial(self.adapter.scan, cursor, pattern, page_size)
             async with self._within_timeout():
-                cursor, keys = _scan_page(await self._call(scan))
+                cursor, keys = await self._call(scan)
             for key in keys:
                 seen += 1
                 parsed = split_session_key(key, prefix)
@@ -319,11 +403,17 @@ class RedisStore(BaseStore):
         if not head.lstrip("\ufeff \t\n\r").startswith("["):
             return 0  # not a session (a deletion marker, another program's value)
         script = lua_script("reindex_session.lua", self.adapter.key_locking)
-        keys = [key, *index_keys(space)]
+        keys = [key] if self.cluster else [key, *index_keys(space)]
         ttl_ms = str(self.config.session_ttl_seconds * 1000)
-        arguments = [session_id, ttl_ms, title_from_head(head) or ""]
+        title = title_from_head(head) or ""
+        arguments = [session_id, ttl_ms, title]
         async with self._within_timeout():
             done = await self._call(functools.partial(self._eval, script, keys, arguments))
+        if self.cluster and isinstance(done, list) and len(done) == 2:
+            # The session's age, read in its own slot; the index is in another.
+            score, mode = int(done[0]), _text(done[1])
+            await self._index_apart(key, session_id, score, mode, title, "nx")
+            return 1
         return int(done == 1)
 
     async def _prune_if_due(self, space: str, live_after: int) -> None:
@@ -335,7 +425,12 @@ class RedisStore(BaseStore):
         self._next_prune[space] = now + _PRUNE_INTERVAL_MS
         script = lua_script("prune_index.lua", self.adapter.key_locking)
         async with self._within_timeout():
-            await self._call(lambda: self._eval(script, list(index_keys(space)), [str(live_after), "1000"]))
+            await self._call(
+                lambda: self._eval(script, list(self._space_index(space)), [str(live_after), "1000"])
+            )
+
+    def _space_index(self, space: str) -> tuple[str, str]:
+        return index_keys(space, cluster=self.cluster)
 
     def _arguments(self, session_id: str, save: PlannedSave, deep: bool) -> list[str]:
         """ARGV for the append script, in the order it reads them."""
@@ -352,6 +447,37 @@ class RedisStore(BaseStore):
         for turn in save.turns:
             arguments += [turn.prefix, str(turn.timestamp), turn.mode, turn.id]
         return arguments
+
+    async def _eval_durably(self, script: LuaScript, keys: list[str], arguments: list[str]) -> object:
+        """The script, then WAIT for REDIS_REPLICA_ACKS replicas, in one round trip on one
+        connection: a failover after the reply cannot lose what the replicas acknowledged."""
+        wanted = self.config.redis_replica_acks
+        wait = ("WAIT", wanted, self._wait_ms)
+        replies = await self.adapter.together(
+            keys[0], [("EVALSHA", script.sha1, len(keys), *keys, *arguments), wait]
+        )
+        if isinstance(replies[0], Exception) and self.adapter.is_noscript(replies[0]):
+            replies = await self.adapter.together(
+                keys[0], [("EVAL", script.source, len(keys), *keys, *arguments), wait]
+            )
+        reply, acknowledged = replies
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        if not isinstance(acknowledged, int) or acknowledged < wanted:
+            raise StoreUnavailableError(
+                f"{self.adapter.what} stored the change, but only {acknowledged} of the {wanted} replicas "
+                f"REDIS_REPLICA_ACKS asks for acknowledged it within {self._wait_ms} ms: a failover now "
+                "could lose it; try again later"
+            )
+        return reply
+
+    @property
+    def _wait_ms(self) -> int:
+        # Each attempt's share of the deadline, with room left for the script and the network.
+        config = self.config
+        return max(1, int(config.store_timeout_seconds * 1000 / (config.store_retries + 2)))
 
     def _saved(self, reply: object, session_id: str, save: PlannedSave, retried: bool) -> BatchSaveResult:
         """The script's reply, whichever client decoded it, as the save's result.
@@ -394,7 +520,13 @@ class RedisStore(BaseStore):
                 )
         raise StoreError("the store answered the append script with an unexpected reply")
 
-    async def _eval(self, script: LuaScript, keys: list[str], arguments: list[str]) -> object:
+    async def _eval(
+        self, script: LuaScript, keys: list[str], arguments: list[str], write: bool = False
+    ) -> object:
+        """Run a script by its digest, sending its source when the store has not cached it; a
+        `write` waits for the replicas REDIS_REPLICA_ACKS asks for."""
+        if write and self.config.redis_replica_acks:
+            return await self._eval_durably(script, keys, arguments)
         try:
             return await self.adapter.command("EVALSHA", script.sha1, len(keys), *keys, *arguments)
         except Exception as exc:
@@ -452,10 +584,12 @@ class RedisStore(BaseStore):
             try:
                 return await send()
             except Exception as exc:
-                error = self.adapter.translate(exc)
+                error = exc if isinstance(exc, SessionMemoryError) else self.adapter.translate(exc)
                 if error is None:
                     raise
                 if not isinstance(error, StoreUnavailableError) or attempt >= self.config.store_retries:
+                    if error is exc:
+                        raise
                     raise error from exc
                 logger.debug("retrying after %s", type(exc).__name__)
             attempt += 1
@@ -477,10 +611,3 @@ def _valid_session_id(session_id: str) -> bool:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
-
-
-def _scan_page(reply: object) -> tuple[str, list[str]]:
-    """SCAN's reply as (next cursor, keys), as redis-py (a tuple) or upstash-redis (a list) gives it."""
-    if isinstance(reply, (list, tuple)) and len(reply) == 2 and isinstance(reply[1], list):
-        return _text(reply[0]), [_text(key) for key in reply[1]]
-    raise unexpected_reply("SCAN", reply)

@@ -114,6 +114,12 @@ def deletion_marker_key(key: str) -> str:
     return f"{{{key}}}:deleted"
 
 
+def shares_hash_slot(key: str, other: str) -> bool:
+    """Whether a Redis Cluster keeps the two keys in one hash slot: they have the same hash tag,
+    or are the same key. (Keys of different text may share a slot by chance; that is not relied on.)"""
+    return (_hash_tag(key) or key) == (_hash_tag(other) or other)
+
+
 def _hash_tag(key: str) -> str | None:
     opening = key.find("{")
     if opening < 0:
