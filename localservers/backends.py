@@ -6,13 +6,20 @@ from pathlib import Path
 from typing import Any
 
 from localservers.gateway import UpstashGateway
+from localservers.redis_cluster import RedisCluster
 from localservers.redis_server import RedisServer
 
-BACKENDS = ("sqlite", "redis", "upstash")
+# "cluster": the Redis backend on a Redis Cluster (three primaries, a replica each).
+BACKENDS = ("sqlite", "redis", "upstash", "cluster")
 
 
 def backend_fields(
-    backend: str, *, redis: RedisServer, gateway: UpstashGateway, sqlite_path: Path
+    backend: str,
+    *,
+    redis: RedisServer,
+    gateway: UpstashGateway,
+    sqlite_path: Path,
+    cluster: RedisCluster | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `memory.StoreConfig` or `server.settings.Settings` choosing `backend`.
 
@@ -29,6 +36,10 @@ def backend_fields(
         fields |= {"upstash_redis_rest_url": gateway.url, "upstash_redis_rest_token": gateway.token}
     elif backend == "redis":
         fields["redis_url"] = redis.url
+    elif backend == "cluster":
+        if cluster is None:
+            raise ValueError("the cluster backend needs a running cluster")
+        fields["redis_url"] = cluster.url
     elif backend != "sqlite":
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     return fields

@@ -73,6 +73,13 @@ class RedisRaw:
         self.client.config_resetstat()
 
 
+class ClusterRaw(RedisRaw):
+    """A Redis Cluster's keys, each read from the node that serves it."""
+
+    def __init__(self, port: int) -> None:
+        self.client = redis.RedisCluster(host="127.0.0.1", port=port)  # type: ignore[assignment]
+
+
 class SQLiteRaw:
     """A session as the JSON text the other backends would hold: rebuilt from its rows on
     `get`, imported as the 0.1.0 migration imports it on `set`."""

@@ -92,8 +92,8 @@ class RedisCluster:
             last = SLOTS - 1 if index == self.primaries - 1 else first + step - 1
             command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
         for node in self.nodes[1:]:
-            first = self.nodes[0]
-            command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(first.port), str(first.bus_port))
+            seed = self.nodes[0]
+            command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(seed.port), str(seed.bus_port))
         self._wait(lambda: all(len(known_nodes(node.port)) == len(self.nodes) for node in self.nodes))
         for index, replica in enumerate(replicas):
             primary = primaries[index % self.primaries]

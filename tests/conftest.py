@@ -12,7 +12,8 @@ from mcp import Client
 
 from localservers.backends import BACKENDS, backend_fields
 from localservers.gateway import UpstashGateway
-from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
+from localservers.raw import ClusterRaw, RawAccess, RedisRaw, SQLiteRaw
+from localservers.redis_cluster import RedisCluster
 from localservers.redis_server import RedisServer
 from memory import SessionStore, StoreConfig, open_store
 from server.app import build_server
@@ -33,6 +34,14 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of three primaries with a replica each, started when a test first needs it."""
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +68,21 @@ def key_prefix() -> str:
 
 @pytest.fixture
 def make_settings(
-    redis_server: RedisServer, gateway: UpstashGateway, tmp_path: Path, key_prefix: str
+    redis_server: RedisServer,
+    gateway: UpstashGateway,
+    tmp_path: Path,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
 ) -> SettingsFactory:
     """Settings selecting one backend, independent of the environment the tests run in."""
 
     def make(backend: str, **overrides: Any) -> StoreConfig:
         fields = backend_fields(
-            backend, redis=redis_server, gateway=gateway, sqlite_path=tmp_path / "sessions.sqlite3"
+            backend,
+            redis=redis_server,
+            gateway=gateway,
+            sqlite_path=tmp_path / "sessions.sqlite3",
+            cluster=request.getfixturevalue("redis_cluster") if backend == "cluster" else None,
         )
         return StoreConfig(**fields | {"key_prefix": key_prefix, "store_timeout_seconds": 5.0} | overrides)
 
@@ -109,11 +126,17 @@ async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Clien
 
 
 @pytest.fixture
-def raw(backend: str, redis_server: RedisServer, tmp_path: Path) -> Iterator[RawAccess]:
+def raw(
+    backend: str, redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[RawAccess]:
     """What the `store` fixture's backend holds, read and written directly."""
-    access: RawAccess = (
-        SQLiteRaw(tmp_path / "sessions.sqlite3") if backend == "sqlite" else RedisRaw(redis_server.port)
-    )
+    access: RawAccess
+    if backend == "sqlite":
+        access = SQLiteRaw(tmp_path / "sessions.sqlite3")
+    elif backend == "cluster":
+        access = ClusterRaw(request.getfixturevalue("redis_cluster").ports[0])
+    else:
+        access = RedisRaw(redis_server.port)
     yield access
     access.close()
 
@@ -126,13 +149,20 @@ def redis_raw(redis_server: RedisServer) -> Iterator[RedisRaw]:
 
 @pytest.fixture
 def backend_settings(
-    backend: str, tmp_path: Path, redis_server: RedisServer, gateway: UpstashGateway, key_prefix: str
+    backend: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    gateway: UpstashGateway,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
 ) -> dict[str, str]:
     """The environment that selects `backend` for the child process."""
     if backend == "sqlite":
         return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
     if backend == "redis":
         return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
+    if backend == "cluster":
+        return {"REDIS_URL": request.getfixturevalue("redis_cluster").url, "KEY_PREFIX": key_prefix}
     return {
         "UPSTASH_REDIS_REST_URL": gateway.url,
         "UPSTASH_REDIS_REST_TOKEN": GATEWAY_TOKEN,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from localservers.backends import backend_fields
 from localservers.gateway import UpstashGateway
-from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
+from localservers.raw import ClusterRaw, RawAccess, RedisRaw, SQLiteRaw
 from localservers.redis_server import RedisServer
 from memory import (
     ChatTurn,
@@ -62,7 +62,7 @@ class Backend:
     portal: BlockingPortal
 
 
-@pytest.fixture(scope="module", params=["sqlite", "redis", "upstash"])
+@pytest.fixture(scope="module", params=["sqlite", "redis", "upstash", "cluster"])
 def backend(
     request: pytest.FixtureRequest,
     redis_server: RedisServer,
@@ -71,10 +71,17 @@ def backend(
 ) -> Iterator[Backend]:
     name: str = request.param
     path: Path = tmp_path_factory.mktemp("oracle") / "sessions.sqlite3"
-    fields = backend_fields(name, redis=redis_server, gateway=gateway_server, sqlite_path=path)
+    cluster = request.getfixturevalue("redis_cluster") if name == "cluster" else None
+    fields = backend_fields(
+        name, redis=redis_server, gateway=gateway_server, sqlite_path=path, cluster=cluster
+    )
+    raw: RawAccess
+    if cluster is not None:
+        raw = ClusterRaw(cluster.ports[0])
+    else:
+        raw = SQLiteRaw(path) if name == "sqlite" else RedisRaw(redis_server.port)
     with start_blocking_portal() as portal:
         store = portal.call(open_store, StoreConfig(**fields, key_prefix=PREFIX))
-        raw: RawAccess = SQLiteRaw(path) if name == "sqlite" else RedisRaw(redis_server.port)
         yield Backend(name, store, raw, portal)
         portal.call(store.aclose)
         raw.close()
