@@ -112,7 +112,7 @@ class RedisAdapter:
     def is_noscript(self, exc: Exception) -> bool:
         return isinstance(exc, redis_errors.NoScriptError)
 
-    async def plain_port_error(self) -> StoreSettingsError | None:
+    async def diagnose(self) -> SessionMemoryError | None:
         if self._tls_address is None:
             return None
         host, port = self._tls_address
@@ -216,7 +216,7 @@ class UpstashAdapter:
     def is_noscript(self, exc: Exception) -> bool:
         return isinstance(exc, UpstashError) and "NOSCRIPT" in str(exc).upper()
 
-    async def plain_port_error(self) -> StoreSettingsError | None:
+    async def diagnose(self) -> SessionMemoryError | None:
         if self._tls_address is None:
             return None
         host, port = self._tls_address

@@ -11,16 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memory import errors
-from memory.adapters import RedisAdapter, scan_page, unreachable
+from memory.adapters import PROBE_SECONDS, RedisAdapter, scan_page, unreachable
 from memory.config import StoreConfig, redact_url
-from memory.errors import ConfigurationError, SessionMemoryError, StoreUnavailableError
-from memory.redis_store import Argument
+from memory.errors import (
+    ConfigurationError,
+    SessionMemoryError,
+    StoreUnavailableError,
+    not_serving_every_slot,
+)
+from memory.redis_store import Argument, cluster_state
 
 # How many times one command follows the cluster to a slot's new node before it gives up.
 _REDIRECTS = 5
@@ -41,8 +47,9 @@ class RedisClusterAdapter(RedisAdapter):
         )
         timeout = config.store_timeout_seconds
         try:
+            self._seed_url = urlunsplit(parts._replace(scheme=plain_scheme))
             self._cluster: RedisCluster = RedisCluster.from_url(
-                urlunsplit(parts._replace(scheme=plain_scheme)),
+                self._seed_url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),
@@ -67,6 +74,9 @@ class RedisClusterAdapter(RedisAdapter):
         reply = await self._cluster.execute_command(
             "SCAN", position or "0", "MATCH", pattern, "COUNT", count, target_nodes=primaries[which]
         )
+        if isinstance(reply, (list, tuple)) and reply and isinstance(reply[0], dict):
+            # redis-py names the node a cursor belongs to: {"host:port": cursor}.
+            reply = (next(iter(reply[0].values()), 0), *reply[1:])
         following, keys = scan_page(reply)
         if following != "0":
             return f"{which}:{following}", keys
@@ -113,6 +123,24 @@ class RedisClusterAdapter(RedisAdapter):
         if node is None:
             raise StoreUnavailableError(f"{self.what} named a node it does not list; try again later")
         return node
+
+    async def diagnose(self) -> SessionMemoryError | None:
+        found = await super().diagnose()
+        if found is not None:
+            return found
+        # The cluster client fails before it can say why, when a node it was told of is gone;
+        # the node in the URL, asked alone, says whether the cluster serves every slot.
+        try:
+            async with aioredis.Redis.from_url(
+                self._seed_url, socket_timeout=PROBE_SECONDS, socket_connect_timeout=PROBE_SECONDS
+            ) as seed:
+                info = await seed.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+        except (redis_errors.RedisError, OSError):
+            return None
+        state = cluster_state(info)
+        if state in ("", "ok"):
+            return None
+        return not_serving_every_slot(self.what, state)
 
     def translate(self, exc: Exception) -> SessionMemoryError | None:
         # The cluster's own states first: redis-py raises them with its own words, not the

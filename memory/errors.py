@@ -178,6 +178,13 @@ def busy(what: str, reply: str) -> StoreUnavailableError:
     return StoreUnavailableError(f"{what} is busy ({reply.split()[0].upper()}); try again later")
 
 
+def not_serving_every_slot(what: str, state: str) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"{what} is not serving all its slots (cluster_state:{state or 'unknown'}): a shard has no "
+        "primary; try again later"
+    )
+
+
 def refused(name: str, reply: object) -> StoreError:
     return StoreError(f"{name} refused the command: {reply}")
 

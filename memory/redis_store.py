@@ -34,6 +34,7 @@ from memory.errors import (
     deleted_during_save,
     id_taken,
     not_a_session,
+    not_serving_every_slot,
     session_full,
     too_slow,
     unexpected_reply,
@@ -139,8 +140,9 @@ class Adapter(Protocol):
         each reply, or the exception it raised."""
         ...
 
-    async def plain_port_error(self) -> StoreSettingsError | None:
-        """The error for a TLS URL aimed at a port that speaks plain text, or None."""
+    async def diagnose(self) -> SessionMemoryError | None:
+        """Why the startup check failed, when the adapter can tell better than the error did:
+        a TLS URL aimed at a port that speaks plain text, a cluster missing a shard. Or None."""
         ...
 
     async def aclose(self) -> None: ...
@@ -181,7 +183,7 @@ class RedisStore(BaseStore):
             # A plain server mostly does not answer a TLS handshake at all: it waits for a line
             # of text, so the handshake times out (or fails, if the handshake held a newline).
             # Asking the port in plain text tells that apart from an outage or a certificate.
-            misconfigured = await self.adapter.plain_port_error()
+            misconfigured = await self.adapter.diagnose()
             if misconfigured is not None:
                 raise misconfigured from None
             raise
@@ -196,14 +198,9 @@ class RedisStore(BaseStore):
     async def _check_cluster_state(self) -> None:
         # One node answering PING says little of a cluster: it may serve none of the slots.
         info = await self._call(lambda: self.adapter.command("CLUSTER", "INFO"))
-        if isinstance(info, (str, bytes)):
-            info = dict(line.split(":", 1) for line in _text(info).splitlines() if ":" in line)
-        cluster_state = _text(info.get("cluster_state", "")).strip() if isinstance(info, dict) else ""
-        if cluster_state != "ok":
-            raise StoreUnavailableError(
-                f"{self.adapter.what} is not serving all its slots "
-                f"(cluster_state:{cluster_state or 'unknown'}); try again later"
-            )
+        state = cluster_state(info)
+        if state != "ok":
+            raise not_serving_every_slot(self.adapter.what, state)
 
     async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
         async with self._within_timeout():
@@ -475,9 +472,11 @@ class RedisStore(BaseStore):
 
     @property
     def _wait_ms(self) -> int:
-        # Each attempt's share of the deadline, with room left for the script and the network.
+        # A third of each attempt's share of the deadline: an attempt may wait twice (when the
+        # node had to be sent the script's source, the first WAIT ran too), with room left for
+        # the script and the network. Replicas that keep up acknowledge in milliseconds.
         config = self.config
-        return max(1, int(config.store_timeout_seconds * 1000 / (config.store_retries + 2)))
+        return max(1, int(config.store_timeout_seconds * 1000 / (3 * (config.store_retries + 1))))
 
     def _saved(self, reply: object, session_id: str, save: PlannedSave, retried: bool) -> BatchSaveResult:
         """The script's reply, whichever client decoded it, as the save's result.
@@ -599,6 +598,16 @@ class RedisStore(BaseStore):
 def _text(value: object) -> str:
     """A reply item as text, whichever client decoded it."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def cluster_state(info: object) -> str:
+    """`cluster_state` from a CLUSTER INFO reply, as text or as redis-py's dict of it; '' if absent."""
+    if isinstance(info, dict):
+        value = info.get("cluster_state", "")
+        return (value.decode() if isinstance(value, bytes) else str(value)).strip()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return fields.get("cluster_state", "").strip()
 
 
 def _valid_session_id(session_id: str) -> bool:

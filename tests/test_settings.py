@@ -87,7 +87,7 @@ def test_validation_errors_are_described_without_the_values(monkeypatch: pytest.
     with pytest.raises(ValidationError) as caught:
         Settings()
     described = describe_validation_error(caught.value)
-    assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
+    assert "REDIS_URL: must start with redis://, rediss://, unix:// or, for a Redis Cluster" in described
     assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
     assert "hunter2" not in described
 
@@ -122,7 +122,7 @@ def test_a_store_config_built_in_code_is_checked_like_the_settings() -> None:
     with pytest.raises(ValidationError) as caught:
         StoreConfig(redis_url="http://user:hunter2@localhost", session_ttl_seconds=0)
     described = describe_validation_error(caught.value)
-    assert "REDIS_URL: must start with redis://, rediss:// or unix://" in described
+    assert "REDIS_URL: must start with redis://, rediss://, unix:// or, for a Redis Cluster" in described
     assert "SESSION_TTL_SECONDS: Input should be greater than or equal to 1" in described
     assert "hunter2" not in described
     with pytest.raises(
