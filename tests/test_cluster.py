@@ -19,7 +19,7 @@ from redis.crc import key_slot
 
 from localservers.processes import CONSOLE_SCRIPT, child_env
 from localservers.raw import ClusterRaw
-from localservers.redis_cluster import RedisCluster, cluster_info
+from localservers.redis_cluster import RedisCluster, cluster_info, command
 from localservers.redis_server import RedisServer
 from memory import (
     ConfigurationError,
@@ -243,3 +243,72 @@ def test_replica_acknowledgements_are_for_redis_only(redis_server: RedisServer) 
             upstash_redis_rest_url="https://x.upstash.io", upstash_redis_rest_token="t", redis_replica_acks=1
         )
     assert StoreConfig(redis_url=redis_server.url, redis_replica_acks=1).redis_replica_acks == 1
+
+
+def node_id(port: int) -> str:
+    return command(port, "CLUSTER", "MYID")
+
+
+def owner_of(cluster: RedisCluster, slot: int) -> int:
+    """The port of the primary that serves `slot` now."""
+    for line in command(cluster.nodes[0].port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "master" not in fields[2]:
+            continue
+        for served in fields[8:]:
+            first, _, last = served.partition("-")
+            if first.isdigit() and int(first) <= slot <= int(last or first):
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+    raise AssertionError(f"no primary serves slot {slot}")
+
+
+def start_moving(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    """Mark `slot` as moving from `source` to `target` and move its keys: `source` answers ASK."""
+    command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", node_id(source))
+    command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", node_id(target))
+    with redis.Redis(port=source) as node:
+        keys = node.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            node.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+
+
+def finish_moving(cluster: RedisCluster, slot: int, target: int) -> None:
+    """`target` serves `slot` from now on: the others answer MOVED."""
+    for port in cluster.primary_ports():
+        command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", node_id(target))
+
+
+@pytest.mark.parametrize("acks", [0, 1])
+async def test_saves_follow_a_slot_that_moves_to_another_primary(
+    make_settings: SettingsFactory, key_prefix: str, acks: int
+) -> None:
+    # A cluster of its own: the test changes its slot map.
+    cluster = RedisCluster().start()
+    try:
+        settings = make_settings("cluster", redis_url=cluster.url, redis_replica_acks=acks, store_retries=1)
+        session_id = "moving"
+        slot = key_slot(session_key(key_prefix, session_id).encode())
+        async with open_store(settings) as store:
+            await store.save_turn(session_id, NewTurn(role="user", content="before"))
+            source = owner_of(cluster, slot)
+            target = next(port for port in cluster.primary_ports() if port != source)
+
+            # While the slot's keys move, a script over a moved key and its marker (which exists
+            # nowhere) is answered ASK, then TRYAGAIN by the target: the store is unavailable.
+            start_moving(cluster, slot, source, target)
+            during = NewTurn(role="assistant", content="while moving", id="during-the-move")
+            with pytest.raises(StoreUnavailableError, match='retry the same call with id "during-the-move"'):
+                await store.save_turn(session_id, during)
+
+            finish_moving(cluster, slot, target)  # the store's map still names the source: MOVED
+            await store.save_turn(session_id, during)
+            await store.save_turn(session_id, NewTurn(role="user", content="after"))
+            turns = await store.get_session(session_id)
+            assert [t.content for t in turns] == ["before", "while moving", "after"]
+            listed = (await store.list_sessions()).sessions
+            assert [summary.session_id for summary in listed] == [session_id]
+        assert owner_of(cluster, slot) == target
+        with redis.Redis(port=target) as node:
+            assert node.exists(session_key(key_prefix, session_id))
+    finally:
+        cluster.stop()
