@@ -1,4 +1,4 @@
-"""Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
+"""Short-term chat memory: sessions of turns in Upstash, Redis, PostgreSQL or an embedded SQLite file."""
 
 from __future__ import annotations
 
@@ -141,6 +141,11 @@ async def _open(config: StoreConfig) -> SessionStore:
 
             assert config.redis_url is not None  # the backend is Redis only with REDIS_URL
             return RedisStore(config, RedisAdapter(config.redis_url.get_secret_value(), config))
+        case "postgres":
+            from memory.postgres_store import PostgresStore
+
+            assert config.database_url is not None  # the backend is PostgreSQL only with DATABASE_URL
+            return await PostgresStore.open(config, config.database_url.get_secret_value())
         case "sqlite":
             from memory.sqlite_store import SQLiteStore
 

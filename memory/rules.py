@@ -485,7 +485,7 @@ class BaseStore(ABC):
     """The public face of every backend: it checks and plans each request, then hands the backend
     a key (prefix, namespace, `session:{id}`) to read, append to or delete."""
 
-    backend: str  # `upstash`, `redis` or `sqlite`
+    backend: str  # `upstash`, `redis`, `postgres` or `sqlite`
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config

@@ -1,4 +1,5 @@
-"""Real servers for the tests: a Redis-protocol server and an Upstash REST gateway in front of it."""
+"""Real servers for the tests: a Redis-protocol server, an Upstash REST gateway in front of it, and
+PostgreSQL (started for a worker only when one of its tests uses it)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
 from localservers.backends import BACKENDS, backend_fields
 from localservers.gateway import UpstashGateway
-from localservers.raw import RawAccess, RedisRaw, SQLiteRaw
+from localservers.postgres_server import PostgresServer
+from localservers.raw import PostgresRaw, RawAccess, RedisRaw, SQLiteRaw
 from localservers.redis_server import RedisServer
 from memory import SessionStore, StoreConfig, open_store
 from server.app import build_server
@@ -43,6 +46,22 @@ def gateway_server(redis_server: RedisServer) -> Iterator[UpstashGateway]:
     gateway.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL per test worker, its layout created; tests isolate by key prefix."""
+    server = PostgresServer().start()
+    try:
+        anyio.run(_prepare_layout, server.url)
+        yield server
+    finally:
+        server.stop()
+
+
+async def _prepare_layout(url: str) -> None:
+    async with open_store(StoreConfig(database_url=url)) as store:
+        await store.check()
+
+
 @pytest.fixture
 def gateway(gateway_server: UpstashGateway) -> Iterator[UpstashGateway]:
     """The shared gateway, up, with no fault pending and empty records, before and after the test."""
@@ -59,13 +78,22 @@ def key_prefix() -> str:
 
 @pytest.fixture
 def make_settings(
-    redis_server: RedisServer, gateway: UpstashGateway, tmp_path: Path, key_prefix: str
+    redis_server: RedisServer,
+    gateway: UpstashGateway,
+    tmp_path: Path,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
 ) -> SettingsFactory:
     """Settings selecting one backend, independent of the environment the tests run in."""
 
     def make(backend: str, **overrides: Any) -> StoreConfig:
+        postgres = request.getfixturevalue("postgres_server") if backend == "postgres" else None
         fields = backend_fields(
-            backend, redis=redis_server, gateway=gateway, sqlite_path=tmp_path / "sessions.sqlite3"
+            backend,
+            redis=redis_server,
+            gateway=gateway,
+            sqlite_path=tmp_path / "sessions.sqlite3",
+            postgres=postgres,
         )
         return StoreConfig(**fields | {"key_prefix": key_prefix, "store_timeout_seconds": 5.0} | overrides)
 
@@ -109,10 +137,12 @@ async def client(store: SessionStore, settings: Settings) -> AsyncIterator[Clien
 
 
 @pytest.fixture
-def raw(backend: str, redis_server: RedisServer, tmp_path: Path) -> RawAccess:
+def raw(backend: str, redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest) -> RawAccess:
     """What the `store` fixture's backend holds, read and written directly."""
     if backend == "sqlite":
         return SQLiteRaw(tmp_path / "sessions.sqlite3")
+    if backend == "postgres":
+        return PostgresRaw(request.getfixturevalue("postgres_server").url)
     return RedisRaw(redis_server.port)
 
 
@@ -123,11 +153,18 @@ def redis_raw(redis_server: RedisServer) -> RedisRaw:
 
 @pytest.fixture
 def backend_settings(
-    backend: str, tmp_path: Path, redis_server: RedisServer, gateway: UpstashGateway, key_prefix: str
+    backend: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    gateway: UpstashGateway,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
 ) -> dict[str, str]:
     """The environment that selects `backend` for the child process."""
     if backend == "sqlite":
         return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    if backend == "postgres":
+        return {"DATABASE_URL": request.getfixturevalue("postgres_server").url, "KEY_PREFIX": key_prefix}
     if backend == "redis":
         return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
     return {

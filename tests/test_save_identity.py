@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import memory.rules as planning
+from localservers.backends import ROW_BACKENDS
 from localservers.raw import RawAccess
 from memory import (
     ChatTurn,
@@ -49,7 +50,7 @@ async def test_the_stored_value_is_json_stringify_of_the_turn_with_its_id_last(
     value = raw.get(f"{key_prefix}session:s")
     assert value is not None
     assert json.loads(value) == [{"role": "user", "content": "hi", "timestamp": 5, "id": "m-1"}]
-    if backend != "sqlite":  # SQLite keeps rows; its raw view re-encodes them
+    if backend not in ROW_BACKENDS:  # SQLite and PostgreSQL keep rows; their raw views re-encode them
         assert value == b'[{"role":"user","content":"hi","timestamp":5,"id":"m-1"}]'
 
 
