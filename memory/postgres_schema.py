@@ -4,6 +4,8 @@ the versioned creation and migration the server runs on start."""
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 from psycopg.rows import TupleRow
 
@@ -12,8 +14,8 @@ from memory.errors import StoreError
 SCHEMA = "session_memory"
 # The layout this server writes; `schema_version` holds the one a database has.
 LAYOUT_VERSION = 1
-# Taken (for the transaction) by every server creating or migrating the layout: two servers
-# starting at once do it one after the other. Any constant of this program's own.
+# Taken by every server creating or migrating the layout: two servers starting at once do it one
+# after the other. Any constant of this program's own.
 _LAYOUT_LOCK = 0x5E55_1011
 
 # Each step brings the layout from the version before it to its own; all of one start's steps
@@ -293,20 +295,29 @@ async def prepare(connection: psycopg.AsyncConnection[TupleRow]) -> None:
     if version == LAYOUT_VERSION:
         return
     _refuse_a_later_layout(version)
-    async with connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LAYOUT_LOCK,))
-        # Another server may have done it while this one waited for the lock.
-        version = await _version(connection)
-        _refuse_a_later_layout(version)
-        if version == 0:
-            await connection.execute("CREATE SCHEMA IF NOT EXISTS session_memory")
+    # A session lock, taken before the transaction rather than in it: a transaction that began
+    # before another server's commit would not see that server's new schema in its catalog cache.
+    await connection.execute("SELECT pg_advisory_lock(%s)", (_LAYOUT_LOCK,))
+    try:
+        async with connection.transaction():
+            # Another server may have done it while this one waited for the lock.
+            version = await _version(connection)
+            _refuse_a_later_layout(version)
+            if version == 0:
+                await connection.execute("CREATE SCHEMA IF NOT EXISTS session_memory")
+                await connection.execute(
+                    "CREATE TABLE IF NOT EXISTS session_memory.schema_version (version integer)"
+                )
+                await connection.execute("INSERT INTO session_memory.schema_version VALUES (0)")
+            for step in range(version + 1, LAYOUT_VERSION + 1):
+                await connection.execute(LAYOUT_STEPS[step].encode())
             await connection.execute(
-                "CREATE TABLE IF NOT EXISTS session_memory.schema_version (version integer)"
+                "UPDATE session_memory.schema_version SET version = %s", (LAYOUT_VERSION,)
             )
-            await connection.execute("INSERT INTO session_memory.schema_version VALUES (0)")
-        for step in range(version + 1, LAYOUT_VERSION + 1):
-            await connection.execute(LAYOUT_STEPS[step].encode())
-        await connection.execute("UPDATE session_memory.schema_version SET version = %s", (LAYOUT_VERSION,))
+    finally:
+        # Released with the connection too, should this fail: a kill leaves no lock behind.
+        with contextlib.suppress(psycopg.Error):
+            await connection.execute("SELECT pg_advisory_unlock(%s)", (_LAYOUT_LOCK,))
 
 
 async def _version(connection: psycopg.AsyncConnection[TupleRow]) -> int:

@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -61,6 +60,8 @@ VARIABLE = "DATABASE_URL"
 # round trip.
 POOL_MIN = 1
 POOL_MAX = 10
+# The part of a call's deadline spent waiting for a pooled connection.
+_POOL_WAIT_SHARE = 0.4
 _PURGE_INTERVAL_MS = 60 * 60 * 1000
 # Expired sessions purged per statement: each batch is short, and skips sessions being saved.
 _PURGE_BATCH = 200
@@ -364,13 +365,16 @@ class PostgresStore(BaseStore):
         failure that means the server is unavailable is tried again, up to STORE_RETRIES times, as
         the Redis backends do: a save's retry finds an earlier attempt's turns by their ids."""
         seconds = self.config.store_timeout_seconds if seconds is None else seconds
+        # The pool waits this long for a connection, so that a failed wait leaves time to find out
+        # why and to try again.
+        pool_wait = max(0.2, seconds * _POOL_WAIT_SHARE)
         try:
             async with asyncio.timeout(seconds):
                 attempt = 0
                 while True:
                     try:
                         await self._ready()
-                        async with self._connection() as connection:
+                        async with self._pool.connection(timeout=pool_wait) as connection:
                             return await work(connection)
                     except (psycopg.Error, PoolTimeout) as exc:
                         error = await self._diagnose(exc)
@@ -378,7 +382,7 @@ class PostgresStore(BaseStore):
                             not isinstance(error, StoreUnavailableError)
                             or attempt >= self.config.store_retries
                         ):
-                            raise error from None
+                            raise error from exc
                         logger.debug("retrying after %s", type(exc).__name__)
                     attempt += 1
                     await anyio.sleep(0.05 * 2**attempt)
@@ -387,10 +391,12 @@ class PostgresStore(BaseStore):
         except TimeoutError as exc:
             raise too_slow(self.backend, seconds) from exc
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        async with self._pool.connection() as connection:
-            yield connection
+    async def _connect(self) -> Connection:
+        """A connection of its own, outside the pool: its failure says why (the pool's says only
+        that no connection came in time)."""
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=max(2, int(self.config.store_timeout_seconds))
+        )
 
     async def _ready(self) -> None:
         """Create or migrate the layout once, before the first query of this server."""
@@ -399,19 +405,20 @@ class PostgresStore(BaseStore):
         async with self._prepare_lock:
             if self._prepared:
                 return
-            async with self._connection() as connection:
+            connection = await self._connect()
+            try:
                 await prepare(connection)
+            finally:
+                await connection.close()
             self._prepared = True
 
     async def _diagnose(self, exc: BaseException) -> SessionMemoryError:
-        """The memory error `exc` means. The pool says only that no connection came in time:
-        one direct attempt then tells why (credentials, an address nobody listens on, TLS)."""
+        """The memory error `exc` means; for a wait for the pool, one direct attempt tells why
+        (credentials, an address nobody listens on, TLS)."""
         if not isinstance(exc, PoolTimeout):
             return self._translate(exc)
         try:
-            probe = await psycopg.AsyncConnection.connect(
-                self._url, connect_timeout=max(2, int(self.config.store_timeout_seconds))
-            )
+            probe = await self._connect()
         except psycopg.Error as failure:
             return self._translate(failure)
         await probe.close()

@@ -1,0 +1,257 @@
+"""What only the PostgreSQL backend does: its layout and migrations, its purge, and what its
+failures mean (credentials, an unreachable server, a read-only replica, a connection lost mid-call).
+The behaviour every store shares runs on it through the tests parametrized over backends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+
+from localservers.delay_proxy import delayed
+from localservers.postgres_server import PostgresServer
+from localservers.redis_server import free_port
+from memory import (
+    NewTurn,
+    StoreAuthError,
+    StoreConfig,
+    StoreError,
+    StoreSettingsError,
+    StoreUnavailableError,
+    open_store,
+    postgres_schema,
+)
+from memory.postgres_store import PostgresStore
+
+pytestmark = pytest.mark.anyio
+
+
+def config(url: str, **overrides: object) -> StoreConfig:
+    fields: dict[str, object] = {"database_url": url, "store_timeout_seconds": 5.0, "key_prefix": key()}
+    return StoreConfig(**fields | overrides)
+
+
+def key() -> str:
+    return f"pg-{uuid.uuid4().hex[:12]}:"
+
+
+def admin(server: PostgresServer, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(server.url.rsplit("/", 1)[0] + f"/{database}", autocommit=True)
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a database of its own, with no layout yet."""
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    with admin(postgres_server) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+    with admin(postgres_server) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def pg_store(postgres_server: PostgresServer) -> AsyncIterator[PostgresStore]:
+    async with open_store(config(postgres_server.url)) as store:
+        assert isinstance(store, PostgresStore)
+        yield store
+
+
+# -- the layout --------------------------------------------------------------------------------
+
+
+async def test_the_layout_is_created_on_first_use_and_its_version_recorded(fresh_database: str) -> None:
+    async with open_store(config(fresh_database)) as store:
+        await store.check()
+    with psycopg.connect(fresh_database) as connection:
+        row = connection.execute("SELECT version FROM session_memory.schema_version").fetchall()
+    assert row == [(postgres_schema.LAYOUT_VERSION,)]
+
+
+async def test_two_servers_starting_at_once_create_the_layout_once(fresh_database: str) -> None:
+    stores = [await open_store(config(fresh_database)) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.check() for store in stores))
+        await asyncio.gather(*(store.save_turn("s", NewTurn(role="user", content="x")) for store in stores))
+    finally:
+        for store in stores:
+            await store.aclose()
+    with psycopg.connect(fresh_database) as connection:
+        assert connection.execute("SELECT count(*) FROM session_memory.schema_version").fetchone() == (1,)
+
+
+async def test_a_database_of_a_later_layout_is_refused(fresh_database: str) -> None:
+    async with open_store(config(fresh_database)) as store:
+        await store.check()
+    with psycopg.connect(fresh_database, autocommit=True) as connection:
+        connection.execute("UPDATE session_memory.schema_version SET version = 99")
+    async with open_store(config(fresh_database)) as store:
+        with pytest.raises(StoreError, match="has layout 99, written by a later version"):
+            await store.check()
+
+
+async def test_a_migration_that_fails_midway_leaves_the_previous_layout_and_data_whole(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_store(config(fresh_database, key_prefix="")) as store:
+        await store.save_turn("kept", NewTurn(role="user", content="before the migration", timestamp=1))
+    # Layout 2: a change of the tables, then a statement that fails (as a kill would end it).
+    broken = (
+        "ALTER TABLE session_memory.turns ADD COLUMN extra text; "
+        "UPDATE session_memory.turns SET extra = 'x'; SELECT 1 / 0;"
+    )
+    monkeypatch.setattr(postgres_schema, "LAYOUT_VERSION", 2)
+    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, broken)
+    async with open_store(config(fresh_database, key_prefix="")) as store:
+        with pytest.raises(StoreError):
+            await store.check()
+    with psycopg.connect(fresh_database) as connection:
+        assert connection.execute("SELECT version FROM session_memory.schema_version").fetchone() == (1,)
+        columns = connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'session_memory' AND table_name = 'turns' AND column_name = 'extra'"
+        ).fetchall()
+        assert columns == []
+    # The same migration, fixed, then runs whole; the data survive it.
+    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, broken.replace("SELECT 1 / 0;", ""))
+    async with open_store(config(fresh_database, key_prefix="")) as store:
+        assert [t.content for t in await store.get_session("kept")] == ["before the migration"]
+    with psycopg.connect(fresh_database) as connection:
+        assert connection.execute("SELECT version FROM session_memory.schema_version").fetchone() == (2,)
+
+
+async def test_a_save_and_a_read_are_one_round_trip_each(postgres_server: PostgresServer) -> None:
+    with delayed(postgres_server.port, 0.0) as proxy:
+        url = postgres_server.url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+        async with open_store(config(url)) as store:
+            for i in range(8):  # connected, and past psycopg's threshold for prepared statements
+                await store.save_turn("warm", NewTurn(role="user", content=f"w{i}"))
+                await store.get_session("warm", 5)
+            before = proxy.round_trips
+            await store.save_turns("trips", [NewTurn(role="user", content=f"t{i}") for i in range(20)])
+            saved = proxy.round_trips
+            assert len(await store.get_session("trips", last=5)) == 5
+            assert (saved - before, proxy.round_trips - saved) == (1, 1)
+
+
+# -- the purge ---------------------------------------------------------------------------------
+
+
+async def test_the_purge_removes_expired_sessions_and_skips_one_being_saved(
+    pg_store: PostgresStore, postgres_server: PostgresServer
+) -> None:
+    prefix = pg_store.config.key_prefix
+    for name in ("old-1", "old-2", "held"):
+        await pg_store.save_turn(name, NewTurn(role="user", content=name))
+    with admin(postgres_server) as connection:
+        connection.execute(
+            "UPDATE session_memory.conversations SET expires_at = 1 WHERE key LIKE %s", (prefix + "%",)
+        )
+    # Another connection holds the row of `held`, as a save under way would.
+    with admin(postgres_server) as holder:
+        holder.autocommit = False
+        holder.execute(
+            "SELECT 1 FROM session_memory.conversations WHERE key = %s FOR UPDATE", (f"{prefix}session:held",)
+        )
+        await asyncio.wait_for(pg_store.purge_expired(), timeout=5)  # does not wait for the lock
+        holder.rollback()
+    with admin(postgres_server) as connection:
+        left = connection.execute(
+            "SELECT key FROM session_memory.conversations WHERE key LIKE %s", (prefix + "%",)
+        ).fetchall()
+        turns = connection.execute(
+            "SELECT key FROM session_memory.turns WHERE key LIKE %s", (prefix + "%",)
+        ).fetchall()
+    assert left == [(f"{prefix}session:held",)]
+    assert turns == [(f"{prefix}session:held",)]
+    assert await pg_store.get_session("held") == []  # expired: never read, purged or not
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+async def test_wrong_credentials_are_an_auth_error_naming_database_url(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.url.replace(postgres_server.password, "not-the-password")
+    async with open_store(config(url)) as store:
+        with pytest.raises(StoreAuthError, match=r"rejected the credentials.*DATABASE_URL") as caught:
+            await store.check()
+    assert "not-the-password" not in str(caught.value)
+    assert "not-the-password" not in store.location
+
+
+async def test_nothing_listening_is_unavailable_and_names_database_url() -> None:
+    url = f"postgresql://app:hunter2@127.0.0.1:{free_port()}/memory"
+    async with open_store(config(url, store_retries=0)) as store:
+        with pytest.raises(StoreUnavailableError, match=r"refused the connection.*DATABASE_URL") as caught:
+            await store.check()
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_a_read_only_server_is_a_setting_to_fix(
+    fresh_database: str, postgres_server: PostgresServer
+) -> None:
+    async with open_store(config(fresh_database)) as store:
+        await store.check()
+    name = fresh_database.rsplit("/", 1)[1]
+    with admin(postgres_server) as connection:
+        connection.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    async with open_store(config(fresh_database)) as store:
+        with pytest.raises(StoreSettingsError, match="read-only replica: point DATABASE_URL at the primary"):
+            await store.save_turn("s", NewTurn(role="user", content="x"))
+
+
+async def test_a_connection_lost_mid_save_is_unavailable_with_the_retry_id(
+    postgres_server: PostgresServer,
+) -> None:
+    settings = config(postgres_server.url, store_retries=0)
+    async with open_store(settings) as store:
+        await store.check()
+        session_key = f"{settings.key_prefix}session:lost"
+        with admin(postgres_server) as holder:
+            # Hold the session's lock, so that the save waits inside its statement.
+            holder.execute("BEGIN")
+            holder.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (session_key,))
+            save = asyncio.ensure_future(
+                store.save_turn("lost", NewTurn(role="user", content="x", id="save-7"))
+            )
+            await _terminate_when_waiting(postgres_server)
+            with pytest.raises(StoreUnavailableError, match='retry the same call with id "save-7"'):
+                await save
+            holder.execute("ROLLBACK")
+        retried = await store.save_turn("lost", NewTurn(role="user", content="x", id="save-7"))
+        again = await store.save_turn("lost", NewTurn(role="user", content="x", id="save-7"))
+        assert (retried.stored, again.stored) == (True, False)
+        assert [t.content for t in await store.get_session("lost")] == ["x"]
+
+
+async def test_a_lost_connection_is_retried_transparently(postgres_server: PostgresServer) -> None:
+    async with open_store(config(postgres_server.url, store_retries=2)) as store:
+        await store.save_turn("r", NewTurn(role="user", content="a"))
+        with admin(postgres_server) as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        await store.save_turn("r", NewTurn(role="user", content="b"))
+        assert [t.content for t in await store.get_session("r")] == ["a", "b"]
+
+
+async def _terminate_when_waiting(server: PostgresServer) -> None:
+    """End the connection of the save that waits for the session's lock."""
+    for _ in range(200):
+        with admin(server) as connection:
+            ended = connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                ("%append_turns%",),
+            ).fetchall()
+        if ended:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the save never waited for the session's lock")
