@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import psycopg
@@ -255,3 +256,66 @@ async def _terminate_when_waiting(server: PostgresServer) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the save never waited for the session's lock")
+
+
+# -- a restart under load ----------------------------------------------------------------------
+
+WRITERS = 5
+SAVES_PER_WRITER = 60
+
+
+async def test_a_restart_mid_load_loses_no_acknowledged_save_and_a_retry_stores_once(
+    postgres_server: PostgresServer,
+) -> None:
+    settings = config(postgres_server.url, store_retries=0, store_timeout_seconds=3.0)
+    acknowledged: list[str] = []
+    failed: dict[str, StoreUnavailableError] = {}
+    under_way, restarted = asyncio.Event(), asyncio.Event()
+    acknowledged_after_restart = 0
+
+    async with open_store(settings) as store:
+        await store.check()
+
+        async def writer(number: int) -> None:
+            nonlocal acknowledged_after_restart
+            for index in range(SAVES_PER_WRITER):
+                turn_id = f"w{number}-{index}"
+                try:
+                    await store.save_turn("load", NewTurn(role="user", content=turn_id, id=turn_id))
+                except StoreUnavailableError as exc:
+                    failed[turn_id] = exc
+                else:
+                    acknowledged.append(turn_id)
+                    if len(acknowledged) >= 20:
+                        under_way.set()
+                    acknowledged_after_restart += restarted.is_set()
+                await asyncio.sleep(0.01)
+
+        async def restart() -> None:
+            await under_way.wait()
+            try:
+                # As a crash: no clean shutdown, sessions cut mid-statement.
+                await asyncio.to_thread(postgres_server.pause, "immediate")
+            finally:
+                await asyncio.to_thread(postgres_server.resume)
+            restarted.set()
+
+        await asyncio.gather(restart(), *(writer(number) for number in range(WRITERS)))
+
+        assert failed, "no save failed: the restart did not happen under load"
+        assert acknowledged_after_restart, "no save was acknowledged after the restart"
+        for turn_id, error in failed.items():
+            assert error.save_id == turn_id
+            assert f'retry the same call with id "{turn_id}"' in str(error)
+        stored = Counter(turn.content for turn in await store.get_session("load"))
+        assert all(stored[turn_id] == 1 for turn_id in acknowledged), (
+            "an acknowledged save is missing or doubled"
+        )
+        assert all(stored[turn_id] <= 1 for turn_id in failed), "an unacknowledged save was stored twice"
+
+        for turn_id in failed:
+            retried = await store.save_turn("load", NewTurn(role="user", content=turn_id, id=turn_id))
+            # Stored by this retry, or found: the failed attempt had reached the database.
+            assert retried.stored == (stored[turn_id] == 0)
+        stored = Counter(turn.content for turn in await store.get_session("load"))
+        assert stored == Counter(acknowledged) + Counter(failed.keys())
