@@ -90,6 +90,8 @@ class PostgresServer:
 
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(8))
+    # Server settings beside SERVER_OPTIONS (the benchmarks load pg_stat_statements).
+    options: dict[str, str] = field(default_factory=dict)
     _workdir: tempfile.TemporaryDirectory[str] | None = None
     _user: str | None = None
 
@@ -137,7 +139,8 @@ class PostgresServer:
     def resume(self) -> None:
         """Start the server (again) on the same port and data."""
         # pg_ctl hands these to a shell: an empty value is quoted.
-        options = " ".join(f"-c {name}={value or repr(value)}" for name, value in SERVER_OPTIONS.items())
+        settings = SERVER_OPTIONS | self.options
+        options = " ".join(f"-c {name}={value or repr(value)}" for name, value in settings.items())
         log = self._data.parent / "server.log"
         self._tool(
             "pg_ctl",

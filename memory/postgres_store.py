@@ -152,7 +152,8 @@ class PostgresStore(BaseStore):
 
     async def _read(self, key: str, session_id: str, last: int | None) -> list[ChatTurn]:
         async def read(connection: Connection) -> list[tuple[Any, ...]]:
-            cursor = await connection.execute(_READ, {"key": key, "now": now_ms(), "last": last})
+            # Binary: bytea comes as it is, not as hex text to decode.
+            cursor = await connection.execute(_READ, {"key": key, "now": now_ms(), "last": last}, binary=True)
             return await cursor.fetchall()
 
         rows = await self._run(read)
