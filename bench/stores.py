@@ -19,6 +19,7 @@ from bench.environment import BenchEnvironment
 from localservers.delay_proxy import delayed
 from localservers.raw import PostgresRaw, RawAccess, RedisRaw, SQLiteRaw
 from memory import SessionStore, open_store, session_key
+from memory.postgres_store import PostgresStore
 from server.settings import Settings
 
 STORES = ("sqlite", "redis", "postgres")
@@ -93,6 +94,9 @@ async def store_costs(env: BenchEnvironment, lengths: tuple[int, ...], samples: 
         store = await open_store(settings)
         try:
             await store.check()
+            await store.save_turn("warm-up", new_turns(0, 1)[0])
+            if isinstance(store, PostgresStore):
+                await store.purge_finished()  # started by the first save; not part of what is timed
             for turns in lengths:
                 name = f"grow-{turns}"
                 raw.set(session_key(prefix, name), session_json(filler_turns(turns)))
@@ -136,7 +140,10 @@ async def _round_trips(
         proxied = {field: url.replace(f":{port}/", f":{proxy.port}/")}
         store: SessionStore = await open_store(env.settings(backend, key_prefix=prefix, **proxied))
         try:
-            for i in range(6):  # connected, past psycopg's threshold for prepared statements
+            await store.save_turn(name, new_turns(serial + 999, 1)[0])
+            if isinstance(store, PostgresStore):
+                await store.purge_finished()  # the first save started one: its statements are not the save's
+            for i in range(12):  # connected, past psycopg's threshold for prepared statements
                 await store.get_session(name, 20)
                 await store.save_turn(name, new_turns(serial + 1000 + i, 1)[0])
             before = proxy.round_trips

@@ -10,7 +10,6 @@ Importing the wheel warns when XDG_RUNTIME_DIR is unset (platformdirs, in its cl
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import subprocess
@@ -49,6 +48,8 @@ def binaries() -> Path:
 @contextlib.contextmanager
 def _machine_lock() -> Iterator[None]:
     # Test workers start servers at once; useradd and chmod -R must not run twice together.
+    import fcntl  # POSIX only, as running as root is
+
     with open(Path(tempfile.gettempdir()) / "session-memory-postgres.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

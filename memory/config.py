@@ -91,7 +91,8 @@ class StoreConfig(BaseModel):
             # Never quote the URL or a part of it: the part would be the password's.
             raise ValueError("must start with postgresql:// or postgres://")
         try:
-            _check_port(text)
+            if "," not in urlsplit(text).netloc:  # libpq's host1:port1,host2:port2 lists no one port
+                _check_port(text)
         except ValueError:
             raise ValueError(
                 "is not a well-formed URL; percent-encode any / # ? @ : in the user name and "

@@ -71,16 +71,17 @@ _APPEND = (
     "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 # One statement: what keeps a session unreadable (kind 0), or the live session's counts and
-# its newest turns (kind 1, newest first; LIMIT NULL is all of them).
+# its newest turns (kind 1, oldest first; LIMIT NULL is all of them).
 _READ = (
-    "SELECT 0, NULL::bigint, NULL::bigint, NULL::text, value, NULL::bigint, NULL::text "
+    "SELECT 0, NULL::bigint, NULL::bigint, NULL::text, value, NULL::bigint, NULL::text, NULL::bigint "
     "FROM session_memory.unreadable_sessions WHERE key = %(key)s AND expires_at > %(now)s "
     "UNION ALL "
-    "SELECT 1, c.turn_count, c.dropped, t.role, t.content, t.timestamp, t.id "
+    "SELECT 1, c.turn_count, c.dropped, t.role, t.content, t.timestamp, t.id, t.seq "
     "FROM session_memory.conversations c LEFT JOIN LATERAL ("
-    "SELECT role, content, timestamp, id FROM session_memory.turns "
+    "SELECT seq, role, content, timestamp, id FROM session_memory.turns "
     "WHERE key = c.key ORDER BY seq DESC LIMIT %(last)s) t ON true "
-    "WHERE c.key = %(key)s AND c.expires_at > %(now)s"
+    "WHERE c.key = %(key)s AND c.expires_at > %(now)s "
+    "ORDER BY 1, 8"
 )
 _LIST = (
     "SELECT session_id, title, updated_at, expires_at FROM session_memory.conversations "
@@ -169,7 +170,7 @@ class PostgresStore(BaseStore):
             ChatTurn.model_construct(
                 role=role, content=bytes(content).decode("utf-8"), timestamp=int(stamp), id=turn_id
             )
-            for _, _, _, role, content, stamp, turn_id in reversed(rows)
+            for _, _, _, role, content, stamp, turn_id, _ in rows
             if role is not None
         ]
         if dropped and turns and len(turns) >= turn_count:  # the read reaches the session's start
@@ -321,6 +322,10 @@ class PostgresStore(BaseStore):
         task = asyncio.get_running_loop().create_task(self._purge())
         self._purges.add(task)
         task.add_done_callback(self._purges.discard)
+
+    async def purge_finished(self) -> None:
+        """Return once no purge runs in the background (for measurements that count statements)."""
+        await asyncio.gather(*self._purges, return_exceptions=True)
 
     async def _purge(self) -> None:
         try:

@@ -302,3 +302,10 @@ def test_a_database_url_that_cannot_work_is_refused_without_its_value(
     described = describe_validation_error(caught.value)
     assert described.startswith("DATABASE_URL: ")
     assert "hunter2" not in described
+
+
+def test_a_database_url_listing_several_hosts_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL", "postgresql://app:pw@db1:5432,db2:5432/memory?target_session_attrs=read-write"
+    )
+    assert Settings().backend == "postgres"
