@@ -5,6 +5,8 @@ The behaviour every store shares runs on it through the tests parametrized over 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -94,21 +96,24 @@ async def test_a_database_of_a_later_layout_is_refused(fresh_database: str) -> N
             await store.check()
 
 
-async def test_a_migration_that_fails_midway_leaves_the_previous_layout_and_data_whole(
-    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+async def test_a_migration_killed_midway_leaves_the_previous_layout_and_data_whole(
+    fresh_database: str, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_store(config(fresh_database, key_prefix="")) as store:
         await store.save_turn("kept", NewTurn(role="user", content="before the migration", timestamp=1))
-    # Layout 2: a change of the tables, then a statement that fails (as a kill would end it).
-    broken = (
-        "ALTER TABLE session_memory.turns ADD COLUMN extra text; "
-        "UPDATE session_memory.turns SET extra = 'x'; SELECT 1 / 0;"
+    # Layout 2: a change of the tables, then a long statement, during which the server process
+    # running the migration is killed.
+    step = (
+        "ALTER TABLE session_memory.turns ADD COLUMN extra text; UPDATE session_memory.turns SET extra = 'x';"
     )
     monkeypatch.setattr(postgres_schema, "LAYOUT_VERSION", 2)
-    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, broken)
-    async with open_store(config(fresh_database, key_prefix="")) as store:
-        with pytest.raises(StoreError):
-            await store.check()
+    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, step + " SELECT pg_sleep(60);")
+    async with open_store(config(fresh_database, key_prefix="", store_retries=0)) as store:
+        migrating = asyncio.ensure_future(store.check(timeout_seconds=30))
+        await _kill_when_running(postgres_server, "%pg_sleep(60)%")
+        with pytest.raises(StoreUnavailableError):
+            await migrating
+    await _recovered(postgres_server)
     with psycopg.connect(fresh_database) as connection:
         assert connection.execute("SELECT version FROM session_memory.schema_version").fetchone() == (1,)
         columns = connection.execute(
@@ -116,12 +121,13 @@ async def test_a_migration_that_fails_midway_leaves_the_previous_layout_and_data
             "WHERE table_schema = 'session_memory' AND table_name = 'turns' AND column_name = 'extra'"
         ).fetchall()
         assert columns == []
-    # The same migration, fixed, then runs whole; the data survive it.
-    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, broken.replace("SELECT 1 / 0;", ""))
+    # The next start runs the migration again, whole; the data survive it.
+    monkeypatch.setitem(postgres_schema.LAYOUT_STEPS, 2, step)
     async with open_store(config(fresh_database, key_prefix="")) as store:
         assert [t.content for t in await store.get_session("kept")] == ["before the migration"]
     with psycopg.connect(fresh_database) as connection:
         assert connection.execute("SELECT version FROM session_memory.schema_version").fetchone() == (2,)
+        assert connection.execute("SELECT extra FROM session_memory.turns").fetchall() == [("x",)]
 
 
 async def test_a_save_and_a_read_are_one_round_trip_each(postgres_server: PostgresServer) -> None:
@@ -241,6 +247,35 @@ async def test_a_lost_connection_is_retried_transparently(postgres_server: Postg
             )
         await store.save_turn("r", NewTurn(role="user", content="b"))
         assert [t.content for t in await store.get_session("r")] == ["a", "b"]
+
+
+async def _kill_when_running(server: PostgresServer, query: str) -> None:
+    """Kill the server process running `query` (SIGKILL: as a crash of that backend)."""
+    for _ in range(200):
+        with admin(server) as connection:
+            row = connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                "AND pid <> pg_backend_pid()",
+                (query,),
+            ).fetchone()
+        if row is not None:
+            # A backend that dies this way makes PostgreSQL end every session and recover, as
+            # after a crash; pg_terminate_backend would end it cleanly instead.
+            os.kill(int(row[0]), signal.SIGKILL)  # type: ignore[call-overload]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no statement like {query} ran")
+
+
+async def _recovered(server: PostgresServer) -> None:
+    """Return once the server, recovering from a crashed backend, takes connections again."""
+    for _ in range(600):
+        try:
+            admin(server).close()
+            return
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.05)
+    raise AssertionError("the server did not recover within 30 s")
 
 
 async def _terminate_when_waiting(server: PostgresServer) -> None:
