@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +21,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import TypeAdapter, ValidationError
 
 from memory import errors
 from memory.config import StoreConfig, redact_url
@@ -43,6 +45,7 @@ from memory.rules import (
     DELETION_MARKER_SECONDS,
     BaseStore,
     PlannedSave,
+    decode_session,
     encode_session,
     encode_turn,
     expiry_ms,
@@ -90,6 +93,11 @@ _LIST = (
     "AND (%(typed)s::text IS NULL OR starts_with(session_id, %(typed)s)) "
     "ORDER BY updated_at DESC, session_id DESC LIMIT %(limit)s"
 )
+
+
+@functools.cache
+def _stored_turns() -> TypeAdapter[list[ChatTurn]]:
+    return TypeAdapter(list[ChatTurn])
 
 
 class PostgresStore(BaseStore):
@@ -161,18 +169,20 @@ class PostgresStore(BaseStore):
         if not rows:
             return []
         if rows[0][0] == 0:
-            from memory.rules import decode_session
-
             decode_session(bytes(rows[0][4]), session_id)  # raises, saying where it fails
             return []
         _, turn_count, dropped = rows[0][:3]
-        turns = [
-            ChatTurn.model_construct(
-                role=role, content=bytes(content).decode("utf-8"), timestamp=int(stamp), id=turn_id
-            )
+        fields = [
+            {"role": role, "content": content.decode("utf-8"), "timestamp": stamp, "id": turn_id}
             for _, _, _, role, content, stamp, turn_id, _ in rows
             if role is not None
         ]
+        try:
+            # What this server stored passes the model's checks: pydantic-core makes the turns
+            # in one call, in less than half the time of one model_construct per turn.
+            turns = _stored_turns().validate_python(fields)
+        except ValidationError:  # a turn imported from elsewhere, read as it is
+            turns = [ChatTurn.model_construct(**turn) for turn in fields]
         if dropped and turns and len(turns) >= turn_count:  # the read reaches the session's start
             turns[0] = turns[0].model_copy(update={"dropped": int(dropped)})
         return turns
