@@ -22,11 +22,13 @@ _LAYOUT_LOCK = 0x5E55_1011
 # run in one transaction, so a migration that is interrupted leaves the previous layout whole.
 LAYOUT_STEPS: dict[int, str] = {
     1: """
+-- Keys and ids compare byte by byte (COLLATE "C"), whatever the database's locale: the order of a
+-- list does not depend on it, and comparing them costs less.
 CREATE TABLE session_memory.conversations (
-    key text PRIMARY KEY,
+    key text COLLATE "C" PRIMARY KEY,
     -- The key space (prefix and namespace) and id: what lists a client's sessions.
-    space text,
-    session_id text,
+    space text COLLATE "C",
+    session_id text COLLATE "C",
     expires_at bigint NOT NULL,
     turn_count integer NOT NULL,
     -- The session's size as the JSON array the Redis backends store, for the size limit.
@@ -42,7 +44,7 @@ CREATE INDEX conversations_by_last_save
     ON session_memory.conversations (space, updated_at DESC, session_id DESC);
 
 CREATE TABLE session_memory.turns (
-    key text NOT NULL,
+    key text COLLATE "C" NOT NULL,
     seq bigint NOT NULL,
     role text NOT NULL,
     -- bytea, not text: a message may hold U+0000, which PostgreSQL's text cannot.
@@ -61,7 +63,7 @@ CREATE INDEX turns_by_id ON session_memory.turns (key, id) WHERE id IS NOT NULL;
 
 -- Values that are not a JSON array of turns (imported as they were), never appended to.
 CREATE TABLE session_memory.unreadable_sessions (
-    key text PRIMARY KEY,
+    key text COLLATE "C" PRIMARY KEY,
     value bytea NOT NULL,
     expires_at bigint NOT NULL
 );
@@ -70,7 +72,7 @@ CREATE INDEX unreadable_sessions_expires_at ON session_memory.unreadable_session
 -- The time of a session's last delete, kept a while so that a save that began before it does
 -- not create the session again.
 CREATE TABLE session_memory.deleted_sessions (
-    key text PRIMARY KEY,
+    key text COLLATE "C" PRIMARY KEY,
     deleted_at bigint NOT NULL,
     expires_at bigint NOT NULL
 );
