@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -486,17 +487,15 @@ def translate(exc: BaseException, what: str) -> SessionMemoryError:
 def _connection_failed(exc: psycopg.OperationalError, what: str) -> SessionMemoryError:
     """A connection that could not be made, or was lost: libpq says which only in its text."""
     text = str(exc).lower()
-    if (
-        "password authentication failed" in text
-        or "no password supplied" in text
-        or ("role" in text and "does not exist" in text)
-    ):
+    if "password authentication failed" in text or "no password supplied" in text:
+        return _rejected(what)
+    if re.search(r'fatal: +role "[^"]*" does not exist', text):
         return _rejected(what)
     if "no pg_hba.conf entry" in text:
         return StoreAuthError(
             f"{what} does not accept this user from this host (pg_hba.conf): check {VARIABLE}"
         )
-    if "database" in text and "does not exist" in text:
+    if re.search(r'fatal: +database "[^"]*" does not exist', text):
         return StoreSettingsError(f"{what}: the database {VARIABLE} names does not exist")
     if "ssl" in text or "certificate" in text:
         if "server does not support ssl" in text:

@@ -191,6 +191,29 @@ async def test_wrong_credentials_are_an_auth_error_naming_database_url(
     assert "not-the-password" not in store.location
 
 
+@pytest.mark.parametrize(
+    ("wrong", "expected"),
+    [
+        ("database", "the database DATABASE_URL names does not exist"),
+        ("user", "rejected the credentials"),
+        ("tls", "does not speak TLS: remove sslmode=require"),
+    ],
+)
+async def test_a_url_that_cannot_work_is_a_setting_to_fix_without_its_password(
+    postgres_server: PostgresServer, wrong: str, expected: str
+) -> None:
+    base, database = postgres_server.url.rsplit("/", 1)
+    url = {
+        "database": f"{base}/no_such_database",
+        "user": postgres_server.url.replace("postgresql://postgres:", "postgresql://nobody:"),
+        "tls": f"{base}/{database}?sslmode=require",
+    }[wrong]
+    async with open_store(config(url)) as store:
+        with pytest.raises(StoreSettingsError, match=expected) as caught:
+            await store.check()
+    assert postgres_server.password not in str(caught.value)
+
+
 async def test_nothing_listening_is_unavailable_and_names_database_url() -> None:
     url = f"postgresql://app:hunter2@127.0.0.1:{free_port()}/memory"
     async with open_store(config(url, store_retries=0)) as store:
