@@ -106,3 +106,21 @@ async def test_two_server_processes_with_ten_writers_each_lose_no_turn(
     async with open_store(config) as store:
         turns = await store.get_session("shared")
     assert_every_turn_once_in_writer_order(turns, PROCESSES * WRITERS_PER_PROCESS, TURNS_PER_WRITER)
+
+
+def test_a_wrong_password_stops_the_server_naming_database_url(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.url.replace(postgres_server.password, "wrong-password-5e1f")
+    finished = subprocess.run(
+        [CONSOLE_SCRIPT],
+        env=child_env(DATABASE_URL=url, HOME=str(tmp_path)),
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=START_PATIENCE_SECONDS,
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert "rejected the credentials: check the user name and password in DATABASE_URL" in finished.stderr
+    assert "wrong-password-5e1f" not in finished.stderr
