@@ -137,7 +137,12 @@ class PostgresRaw:
                 (key,),
             ).fetchall()
         turns = [
-            ChatTurn(role=role, content=bytes(content).decode(), timestamp=ts, id=id)
+            ChatTurn(
+                role=role,
+                content=bytes(content).decode(),
+                timestamp=ts,
+                id=None if id is None else bytes(id).decode(),
+            )
             for role, content, ts, id in rows
         ]
         return encode_session(turns).encode()
@@ -189,7 +194,7 @@ class PostgresRaw:
                         turn.content.encode(),
                         turn.timestamp,
                         encode_turn(turn) in text,
-                        turn.id,
+                        None if turn.id is None else turn.id.encode(),
                         len(encode_turn(plain).encode()),
                     ),
                 )

@@ -53,7 +53,8 @@ CREATE TABLE session_memory.turns (
     -- false for a turn imported from another layout: as in the SQLite file, a retry is never
     -- matched against it.
     comparable boolean NOT NULL,
-    id text,
+    -- bytea for the same reason: an id read from elsewhere (an import) may hold U+0000.
+    id bytea,
     -- The turn's JSON.stringify text in UTF-8 bytes: what dropping it frees.
     bytes integer NOT NULL,
     PRIMARY KEY (key, seq)
@@ -89,7 +90,7 @@ CREATE TABLE session_memory.secrets (
 CREATE FUNCTION session_memory.append_turns(
     p_key text, p_space text, p_session_id text, p_now bigint, p_started_at bigint,
     p_title text, p_expires_at bigint, p_max_bytes bigint, p_drop boolean,
-    p_roles text[], p_contents bytea[], p_stamps bigint[], p_keep boolean[], p_ids text[],
+    p_roles text[], p_contents bytea[], p_stamps bigint[], p_keep boolean[], p_ids bytea[],
     p_fixed_bytes integer[],
     OUT outcome text, OUT which integer, OUT created boolean, OUT stamps bigint[],
     OUT states integer[], OUT dropped bigint

@@ -77,7 +77,7 @@ _APPEND = (
 # One statement: what keeps a session unreadable (kind 0), or the live session's counts and
 # its newest turns (kind 1, oldest first; LIMIT NULL is all of them).
 _READ = (
-    "SELECT 0, NULL::bigint, NULL::bigint, NULL::text, value, NULL::bigint, NULL::text, NULL::bigint "
+    "SELECT 0, NULL::bigint, NULL::bigint, NULL::text, value, NULL::bigint, NULL::bytea, NULL::bigint "
     "FROM session_memory.unreadable_sessions WHERE key = %(key)s AND expires_at > %(now)s "
     "UNION ALL "
     "SELECT 1, c.turn_count, c.dropped, t.role, t.content, t.timestamp, t.id, t.seq "
@@ -174,7 +174,12 @@ class PostgresStore(BaseStore):
             return []
         _, turn_count, dropped = rows[0][:3]
         fields = [
-            {"role": role, "content": content.decode("utf-8"), "timestamp": stamp, "id": turn_id}
+            {
+                "role": role,
+                "content": content.decode("utf-8"),
+                "timestamp": stamp,
+                "id": None if turn_id is None else turn_id.decode("utf-8"),
+            }
             for _, _, _, role, content, stamp, turn_id, _ in rows
             if role is not None
         ]
@@ -207,7 +212,7 @@ class PostgresStore(BaseStore):
             [turn.content.encode("utf-8") for turn in turns],
             [turn.timestamp for turn in turns],
             [turn.mode == "keep" for turn in turns],
-            [turn.id for turn in turns],
+            [turn.id.encode("utf-8") for turn in turns],
             [len(turn.prefix.encode("utf-8")) + len(id_suffix(turn.id).encode("utf-8")) for turn in turns],
         )
         attempts = 0
@@ -581,7 +586,7 @@ async def insert_session(
     await connection.execute(
         "INSERT INTO session_memory.turns (key, seq, role, content, timestamp, comparable, id, bytes) "
         "SELECT %s, n - 1, role, content, stamp, flag, id, size "
-        "FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::boolean[], %s::text[], %s::integer[]) "
+        "FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::boolean[], %s::bytea[], %s::integer[]) "
         "WITH ORDINALITY AS t(role, content, stamp, flag, id, size, n)",
         (
             key,
@@ -589,7 +594,7 @@ async def insert_session(
             [turn.content.encode("utf-8") for turn in turns],
             [turn.timestamp for turn in turns],
             flags,
-            [turn.id for turn in turns],
+            [None if turn.id is None else turn.id.encode("utf-8") for turn in turns],
             [len(encode_turn(turn).encode("utf-8")) for turn in plain],
         ),
     )

@@ -33,6 +33,7 @@ from memory import (
     StoreConfig,
     open_store,
 )
+from memory.postgres_store import PostgresStore
 from tests.support.json_values import (
     NEW_CONTENT,
     ROLES,
@@ -77,9 +78,13 @@ def backend(
     )
     with start_blocking_portal() as portal:
         store = portal.call(open_store, StoreConfig(**fields, key_prefix=PREFIX))
-        # Connected before the first example: PostgreSQL's pool draws from `random` as it connects
-        # (in its own task), which Hypothesis takes for a strategy using it.
+        # The pool at its size before the first example: PostgreSQL's pool draws from `random`
+        # as it connects (in its own task), which Hypothesis takes for a strategy using it. The
+        # first save starts a purge beside it, which takes a second connection.
         portal.call(store.check)
+        portal.call(store.save_turn, "warm-up", NewTurn(role="user", content="warm-up"))
+        if isinstance(store, PostgresStore):
+            portal.call(store.purge_finished)
         raw: RawAccess = (
             SQLiteRaw(path)
             if name == "sqlite"

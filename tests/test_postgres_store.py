@@ -18,12 +18,14 @@ from localservers.delay_proxy import delayed
 from localservers.postgres_server import PostgresServer
 from localservers.redis_server import free_port
 from memory import (
+    ChatTurn,
     NewTurn,
     StoreAuthError,
     StoreConfig,
     StoreError,
     StoreSettingsError,
     StoreUnavailableError,
+    now_ms,
     open_store,
     postgres_schema,
 )
@@ -377,3 +379,16 @@ async def test_a_restart_mid_load_loses_no_acknowledged_save_and_a_retry_stores_
             assert retried.stored == (stored[turn_id] == 0)
         stored = Counter(turn.content for turn in await store.get_session("load"))
         assert stored == Counter(acknowledged) + Counter(failed.keys())
+
+
+async def test_text_postgres_cannot_hold_is_stored_and_read_back(pg_store: PostgresStore) -> None:
+    # U+0000 in a message, and in an id imported from elsewhere: PostgreSQL's text refuses it.
+    turns = [
+        ChatTurn(role="user", content="a\x00b", timestamp=1, id="x\x00y"),
+        ChatTurn(role="assistant", content="ok", timestamp=2),
+    ]
+    assert await pg_store.put_session("nul", turns, now_ms() + 60_000) == "written"
+    assert await pg_store.get_session("nul") == turns
+    saved = await pg_store.save_turn("nul", NewTurn(role="user", content="c\x00"))
+    assert [t.content for t in await pg_store.get_session("nul", last=1)] == ["c\x00"]
+    assert saved.stored
