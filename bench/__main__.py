@@ -24,6 +24,7 @@ from bench.machine import Machine
 from bench.mcp_overhead import mcp_overhead
 from bench.reads import read_costs
 from bench.report import PLOT_FILE, RESULT_FILE, Results, markdown, plot
+from bench.stores import store_costs
 from bench.trimming import trim_costs
 from bench.valkey_time import save_commands, valkey_time
 from bench.workloads import lost_turns, sqlite_costs, upstash_wire
@@ -47,6 +48,7 @@ class Plan:
     kept_lengths: tuple[int, ...]
     wire_saves: int
     sqlite_samples: int
+    store_lengths: tuple[int, ...]
     writer_counts: tuple[int, ...]
     turns_per_writer: int
     index_sizes: tuple[int, ...]
@@ -67,6 +69,7 @@ FULL = Plan(
     kept_lengths=(10, 100, 1000, 5000),
     wire_saves=5,
     sqlite_samples=100,
+    store_lengths=(10, 1000, 5000),
     writer_counts=(2, 8, 32),
     turns_per_writer=20,
     index_sizes=(10, 10_000),
@@ -86,6 +89,7 @@ QUICK = Plan(
     kept_lengths=(10, 1000),
     wire_saves=2,
     sqlite_samples=5,
+    store_lengths=(10, 1000),
     writer_counts=(2, 8),
     turns_per_writer=10,
     index_sizes=(10, 1000),
@@ -119,6 +123,8 @@ async def run_all(env: BenchEnvironment, plan: Plan, quick: bool) -> Results:
     progress("bytes on the wire, SQLite, lost turns")
     results.wire = await upstash_wire(env, plan.kept_lengths, plan.wire_saves)
     results.sqlite = await sqlite_costs(env, plan.kept_lengths, plan.sqlite_samples)
+    progress("SQLite, Redis and PostgreSQL side by side")
+    results.stores = await store_costs(env, plan.store_lengths, plan.sqlite_samples)
     results.lost = await lost_turns(env, plan.writer_counts, plan.turns_per_writer)
     progress("the session index")
     results.index = await index_costs(env, plan.index_sizes, plan.index_samples)

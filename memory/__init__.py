@@ -1,4 +1,4 @@
-"""Short-term chat memory: sessions of turns in Upstash, Redis or an embedded SQLite file."""
+"""Short-term chat memory: sessions of turns in Upstash, Redis, PostgreSQL or an embedded SQLite file."""
 
 from __future__ import annotations
 
@@ -146,6 +146,11 @@ async def _open(config: StoreConfig) -> SessionStore:
 
                 return RedisStore(config, RedisClusterAdapter(url, config))
             return RedisStore(config, RedisAdapter(url, config))
+        case "postgres":
+            from memory.postgres_store import PostgresStore
+
+            assert config.database_url is not None  # the backend is PostgreSQL only with DATABASE_URL
+            return await PostgresStore.open(config, config.database_url.get_secret_value())
         case "sqlite":
             from memory.sqlite_store import SQLiteStore
 

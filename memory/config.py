@@ -19,7 +19,7 @@ from memory.errors import ConfigurationError
 APP_NAME = "session-memory-mcp"
 SEVEN_DAYS_SECONDS = 7 * 24 * 60 * 60
 
-Backend = Literal["upstash", "redis", "sqlite"]
+Backend = Literal["upstash", "redis", "sqlite", "postgres"]
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
@@ -37,6 +37,10 @@ class StoreConfig(BaseModel):
     upstash_redis_rest_token: SecretStr | None = None
     redis_url: SecretStr | None = None
     sqlite_path: Path = Field(default_factory=default_sqlite_path)
+    database_url: SecretStr | None = None
+    # Which store, when more than one is configured (or to insist on one): unset, the one whose
+    # settings are given.
+    session_store: Backend | None = None
 
     session_ttl_seconds: int = Field(default=SEVEN_DAYS_SECONDS, ge=1)
     key_prefix: str = Field(default="", max_length=256, pattern=r"^\S*$")
@@ -87,6 +91,25 @@ class StoreConfig(BaseModel):
             )
         return url
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None:
+            return None
+        text = url.get_secret_value().strip()
+        if urlsplit(text).scheme not in ("postgresql", "postgres"):
+            # Never quote the URL or a part of it: the part would be the password's.
+            raise ValueError("must start with postgresql:// or postgres://")
+        try:
+            if "," not in urlsplit(text).netloc:  # libpq's host1:port1,host2:port2 lists no one port
+                _check_port(text)
+        except ValueError:
+            raise ValueError(
+                "is not a well-formed URL; percent-encode any / # ? @ : in the user name and "
+                "password (for example / as %2F)"
+            ) from None
+        return SecretStr(text)
+
     @field_validator("sqlite_path")
     @classmethod
     def _absolute_path(cls, path: Path) -> Path:
@@ -100,6 +123,32 @@ class StoreConfig(BaseModel):
             raise ConfigurationError(
                 "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StoreConfig:
+        configured = {
+            "upstash": self.upstash_redis_rest_url is not None,
+            "redis": self.redis_url is not None,
+            "postgres": self.database_url is not None,
+            "sqlite": True,
+        }
+        if self.session_store is not None:
+            if not configured[self.session_store]:
+                raise ConfigurationError(
+                    f"SESSION_STORE={self.session_store} needs {_STORE_VARIABLES[self.session_store]}, "
+                    "which is not set"
+                )
+            return self
+        if self.database_url is not None:
+            others = [_STORE_VARIABLES[name] for name in ("upstash", "redis") if configured[name]] + (
+                ["SQLITE_PATH"] if "sqlite_path" in self.model_fields_set else []
+            )
+            if others:
+                raise ConfigurationError(
+                    f"both DATABASE_URL and {' and '.join(others)} are set: set SESSION_STORE to "
+                    "postgres, redis, upstash or sqlite to say which store to use, or unset one"
+                )
         return self
 
     @model_validator(mode="after")
@@ -120,12 +169,25 @@ class StoreConfig(BaseModel):
 
     @property
     def backend(self) -> Backend:
-        """Upstash when its URL and token are set, else Redis when REDIS_URL is set, else SQLite."""
+        """SESSION_STORE when set; else Upstash when its URL and token are set, else Redis when
+        REDIS_URL is set, else PostgreSQL when DATABASE_URL is set, else SQLite."""
+        if self.session_store is not None:
+            return self.session_store
         if self.upstash_redis_rest_url is not None:
             return "upstash"
         if self.redis_url is not None:
             return "redis"
+        if self.database_url is not None:
+            return "postgres"
         return "sqlite"
+
+
+_STORE_VARIABLES: dict[str, str] = {
+    "upstash": "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN",
+    "redis": "REDIS_URL",
+    "postgres": "DATABASE_URL",
+    "sqlite": "SQLITE_PATH",
+}
 
 
 def _check_port(url: str) -> None:

@@ -188,6 +188,14 @@ def turn_prefix(turn: ChatTurn | NewTurn) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"timestamp":'
 
 
+def found_as_stored(turn: ChatTurn, text: str) -> bool:
+    """Whether `text` (a session's JSON) holds `turn` where the append script finds an equal turn:
+    its JSON up to the timestamp's digits, then the turn's end or another of its fields (an id,
+    even a null one, or a dropped count). A turn written in another layout is not found."""
+    head = turn_prefix(turn) + str(turn.timestamp)
+    return head + "}" in text or head + "," in text
+
+
 def id_suffix(turn_id: str | None) -> str:
     """What follows a turn's timestamp: its id, if any, and the closing brace."""
     return "}" if turn_id is None else f',"id":{json.dumps(turn_id, ensure_ascii=False)}}}'
@@ -491,7 +499,7 @@ class BaseStore(ABC):
     """The public face of every backend: it checks and plans each request, then hands the backend
     a key (prefix, namespace, `session:{id}`) to read, append to or delete."""
 
-    backend: str  # `upstash`, `redis` or `sqlite`
+    backend: str  # `upstash`, `redis`, `postgres` or `sqlite`
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config

@@ -17,7 +17,7 @@ from pathlib import Path
 from memory.errors import CorruptSessionError, SessionMemoryError, StoreError, StoreUnavailableError
 from memory.index import session_title
 from memory.models import ChatTurn
-from memory.rules import decode_session, encode_session, encode_turn
+from memory.rules import decode_session, encode_session, found_as_stored
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def import_value(
         return
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     # A turn written in another layout is never taken for a retry (see `comparable`).
-    comparable = [int(encode_turn(turn) in text) for turn in turns]
+    comparable = [int(found_as_stored(turn, text)) for turn in turns]
     insert_session(connection, key, split_key(key), turns, expires_at, updated_at, comparable)
 
 

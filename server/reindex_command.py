@@ -30,8 +30,9 @@ def reindex_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], 
     parser.add_argument("--env-file", type=Path, metavar="PATH", help="read settings from this file")
     args = parser.parse_args(argv)
     settings = load_settings(env_files(args.env_file, Path.cwd()))
-    if settings.backend == "sqlite":
-        print("session-memory-mcp reindex: the SQLite store lists every session it holds; nothing to do")
+    if settings.backend in ("sqlite", "postgres"):
+        name = "SQLite" if settings.backend == "sqlite" else "PostgreSQL"
+        print(f"session-memory-mcp reindex: the {name} store lists every session it holds; nothing to do")
         return
     if not settings.session_index:
         raise SystemExit("session-memory-mcp reindex: SESSION_INDEX=off: this server keeps no index to fill")

@@ -116,7 +116,9 @@ class Settings(BaseSettings, StoreConfig):
 
     def store_config(self) -> StoreConfig:
         """The store's part of the settings, as the value `memory.open_store` takes."""
-        return StoreConfig(**{name: getattr(self, name) for name in StoreConfig.model_fields})
+        # Only the fields given: an SQLITE_PATH left to its default is not one set beside DATABASE_URL.
+        given = StoreConfig.model_fields.keys() & self.model_fields_set
+        return StoreConfig(**{name: getattr(self, name) for name in given})
 
     @property
     def jwt_mode(self) -> bool:

@@ -1,4 +1,5 @@
-"""Real servers for the tests: a Redis-protocol server and an Upstash REST gateway in front of it."""
+"""Real servers for the tests: a Redis-protocol server, an Upstash REST gateway in front of it, and
+PostgreSQL (started for a worker only when one of its tests uses it)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
 from localservers.backends import BACKENDS, backend_fields
 from localservers.gateway import UpstashGateway
-from localservers.raw import ClusterRaw, RawAccess, RedisRaw, SQLiteRaw
+from localservers.postgres_server import PostgresServer
+from localservers.raw import ClusterRaw, PostgresRaw, RawAccess, RedisRaw, SQLiteRaw
 from localservers.redis_cluster import RedisCluster
 from localservers.redis_server import RedisServer
 from memory import SessionStore, StoreConfig, open_store
@@ -52,6 +55,22 @@ def gateway_server(redis_server: RedisServer) -> Iterator[UpstashGateway]:
     gateway.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL per test worker, its layout created; tests isolate by key prefix."""
+    server = PostgresServer().start()
+    try:
+        anyio.run(_prepare_layout, server.url)
+        yield server
+    finally:
+        server.stop()
+
+
+async def _prepare_layout(url: str) -> None:
+    async with open_store(StoreConfig(database_url=url)) as store:
+        await store.check()
+
+
 @pytest.fixture
 def gateway(gateway_server: UpstashGateway) -> Iterator[UpstashGateway]:
     """The shared gateway, up, with no fault pending and empty records, before and after the test."""
@@ -77,12 +96,14 @@ def make_settings(
     """Settings selecting one backend, independent of the environment the tests run in."""
 
     def make(backend: str, **overrides: Any) -> StoreConfig:
+        postgres = request.getfixturevalue("postgres_server") if backend == "postgres" else None
         fields = backend_fields(
             backend,
             redis=redis_server,
             gateway=gateway,
             sqlite_path=tmp_path / "sessions.sqlite3",
             cluster=request.getfixturevalue("redis_cluster") if backend == "cluster" else None,
+            postgres=postgres,
         )
         return StoreConfig(**fields | {"key_prefix": key_prefix, "store_timeout_seconds": 5.0} | overrides)
 
@@ -135,6 +156,8 @@ def raw(
         access = SQLiteRaw(tmp_path / "sessions.sqlite3")
     elif backend == "cluster":
         access = ClusterRaw(request.getfixturevalue("redis_cluster").ports[0])
+    elif backend == "postgres":
+        access = PostgresRaw(request.getfixturevalue("postgres_server").url)
     else:
         access = RedisRaw(redis_server.port)
     yield access
@@ -159,6 +182,8 @@ def backend_settings(
     """The environment that selects `backend` for the child process."""
     if backend == "sqlite":
         return {"SQLITE_PATH": str(tmp_path / "s.sqlite3")}
+    if backend == "postgres":
+        return {"DATABASE_URL": request.getfixturevalue("postgres_server").url, "KEY_PREFIX": key_prefix}
     if backend == "redis":
         return {"REDIS_URL": redis_server.url, "KEY_PREFIX": key_prefix}
     if backend == "cluster":

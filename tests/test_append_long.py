@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from localservers.backends import ROW_BACKENDS
 from localservers.raw import RawAccess, RedisRaw
 from localservers.redis_server import RedisServer
 from memory import (
@@ -81,7 +82,7 @@ async def test_a_long_session_is_extended_without_rewriting_a_byte_before_its_en
     raw.set(key, value)
     result = await store.save_turns("s1", [turn("a", 1), turn("b", 2)], "ab")
     assert [t.stored for t in result.turns] == [True, True]
-    if backend != "sqlite":
+    if backend not in ROW_BACKENDS:
         added = (
             ',{"role":"user","content":"a","timestamp":1,"id":"ab#0"}'
             ',{"role":"user","content":"b","timestamp":2,"id":"ab#1"}]'

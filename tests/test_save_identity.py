@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import memory.rules as planning
+from localservers.backends import ROW_BACKENDS
 from localservers.raw import RawAccess
 from memory import (
     ChatTurn,
@@ -49,7 +50,7 @@ async def test_the_stored_value_is_json_stringify_of_the_turn_with_its_id_last(
     value = raw.get(f"{key_prefix}session:s")
     assert value is not None
     assert json.loads(value) == [{"role": "user", "content": "hi", "timestamp": 5, "id": "m-1"}]
-    if backend != "sqlite":  # SQLite keeps rows; its raw view re-encodes them
+    if backend not in ROW_BACKENDS:  # SQLite and PostgreSQL keep rows; their raw views re-encode them
         assert value == b'[{"role":"user","content":"hi","timestamp":5,"id":"m-1"}]'
 
 
@@ -212,3 +213,14 @@ async def test_an_id_given_to_another_batch_is_refused_and_nothing_is_stored(sto
     with pytest.raises(InvalidRequestError, match="the id 'b1#2' belongs to another turn"):
         await store.save_turns("s", [turn("q"), NewTurn(role="assistant", content="a"), turn("z")], "b1")
     assert [t.content for t in await store.get_session("s")] == ["q", "a"]
+
+
+@pytest.mark.parametrize("field", [',"id":null', ',"id":"elsewhere"', ',"dropped":3'])
+async def test_a_stored_turn_with_another_field_after_its_timestamp_is_found_by_the_timestamp(
+    store: SessionStore, raw: RawAccess, key_prefix: str, field: str
+) -> None:
+    # As the append script finds it: the turn's JSON up to its timestamp, then any field.
+    raw.set(f"{key_prefix}session:s", '[{"role":"user","content":"hi","timestamp":5' + field + "}]")
+    again = await store.save_turn("s", NewTurn(role="user", content="hi", timestamp=5))
+    assert not again.stored
+    assert [(t.content, t.timestamp) for t in await store.get_session("s")] == [("hi", 5)]

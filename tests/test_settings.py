@@ -14,7 +14,13 @@ from memory import ConfigurationError, StoreConfig
 from server.settings import Settings, describe_validation_error
 
 ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
-BACKEND_VARIABLES = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")
+BACKEND_VARIABLES = (
+    "UPSTASH_REDIS_REST_URL",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "SESSION_STORE",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +220,92 @@ def test_session_isolation_takes_only_its_two_modes(monkeypatch: pytest.MonkeyPa
     assert "SESSION_ISOLATION: Input should be 'shared' or 'per-client'" in describe_validation_error(
         caught.value
     )
+
+
+def test_database_url_selects_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db.example:5432/memory")
+    settings = Settings()
+    assert settings.backend == "postgres"
+    assert settings.store_config().backend == "postgres"
+
+
+def test_a_postgres_scheme_alias_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://app@db.example/memory?sslmode=require")
+    assert Settings().backend == "postgres"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"REDIS_URL": "redis://localhost:6379/0"}, "REDIS_URL"),
+        (
+            {"UPSTASH_REDIS_REST_URL": "https://example.upstash.io", "UPSTASH_REDIS_REST_TOKEN": "t"},
+            "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN",
+        ),
+        ({"SQLITE_PATH": "/tmp/x.sqlite3"}, "SQLITE_PATH"),
+    ],
+)
+def test_database_url_beside_another_store_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2@db.example/memory")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"both DATABASE_URL and {named} are set") as caught:
+        Settings()
+    assert "SESSION_STORE" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("chosen", ["postgres", "redis", "sqlite"])
+def test_session_store_chooses_between_configured_stores(
+    monkeypatch: pytest.MonkeyPatch, chosen: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.example/memory")
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    monkeypatch.setenv("SESSION_STORE", chosen)
+    settings = Settings()
+    assert settings.backend == chosen
+    assert settings.store_config().backend == chosen
+
+
+@pytest.mark.parametrize(
+    ("chosen", "missing"),
+    [
+        ("postgres", "DATABASE_URL"),
+        ("redis", "REDIS_URL"),
+        ("upstash", "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN"),
+    ],
+)
+def test_session_store_without_its_settings_is_refused(
+    monkeypatch: pytest.MonkeyPatch, chosen: str, missing: str
+) -> None:
+    monkeypatch.setenv("SESSION_STORE", chosen)
+    with pytest.raises(ConfigurationError, match=f"SESSION_STORE={chosen} needs {missing}, which is not set"):
+        Settings()
+
+
+def test_an_unknown_session_store_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSION_STORE", "mysql")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert describe_validation_error(caught.value).startswith("SESSION_STORE: Input should be")
+
+
+@pytest.mark.parametrize("url", ["mysql://app:hunter2@db/memory", "postgresql://app:hunter2@db:port/memory"])
+def test_a_database_url_that_cannot_work_is_refused_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described.startswith("DATABASE_URL: ")
+    assert "hunter2" not in described
+
+
+def test_a_database_url_listing_several_hosts_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL", "postgresql://app:pw@db1:5432,db2:5432/memory?target_session_attrs=read-write"
+    )
+    assert Settings().backend == "postgres"
