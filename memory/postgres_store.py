@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import TypeAdapter, ValidationError
 
 from memory import errors
+from memory.base_store import BaseStore
 from memory.config import StoreConfig, redact_url
 from memory.errors import (
     SessionMemoryError,
@@ -44,7 +45,6 @@ from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.postgres_schema import prepare
 from memory.rules import (
     DELETION_MARKER_SECONDS,
-    BaseStore,
     PlannedSave,
     decode_session,
     encode_session,

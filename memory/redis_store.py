@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 
+from memory.base_store import BaseStore
 from memory.config import StoreConfig
 from memory.errors import (
     CorruptSessionError,
@@ -50,7 +51,6 @@ from memory.index import (
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
-    BaseStore,
     PlannedSave,
     check_session_id,
     decode_session,

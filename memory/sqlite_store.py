@@ -14,6 +14,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from memory.base_store import BaseStore
 from memory.config import StoreConfig
 from memory.errors import (
     StoreUnavailableError,
@@ -27,7 +28,6 @@ from memory.index import ListPosition, key_space
 from memory.models import BatchSaveResult, ChatTurn, SessionSummary, TurnOutcome
 from memory.rules import (
     DELETION_MARKER_SECONDS,
-    BaseStore,
     PlannedSave,
     PlannedTurn,
     decode_session,

@@ -22,8 +22,9 @@ from memory import (
     SessionStore,
     StoreUnavailableError,
 )
+from memory.base_store import BaseStore
 from memory.errors import unavailable_during_save
-from memory.rules import BaseStore, plan_save
+from memory.rules import plan_save
 
 pytestmark = pytest.mark.anyio
 
