@@ -151,8 +151,10 @@ def _settings(campaign: Campaign) -> list[str]:
             f"on average (the replica was primary after "
             f"{_mean([r.timeline.promoted for r in ones if r.timeline.promoted is not None])}, the "
             f"killed node back after "
-            f"{_mean([r.timeline.rejoined for r in ones if r.timeline.rejoined is not None])}). A "
-            "primary with two replicas keeps saves going while one is away. Each save also waits "
+            f"{_mean([r.timeline.rejoined for r in ones if r.timeline.rejoined is not None])}; "
+            "most of that is Valkey's `repl-diskless-sync-delay`, 5 s by default, which the new "
+            "primary waits before it sends its data to the returning node). A primary with two "
+            "replicas keeps saves going while one is away. Each save also waits "
             "for the replica's acknowledgement in its round trip (see the cluster rows of "
             "docs/benchmarks.md for the cost in latency).",
         ]
@@ -163,14 +165,14 @@ def _settings(campaign: Campaign) -> list[str]:
             f"{len(zeros)} rounds ({', '.join(str(r.tally.lost) for r in zeros)} turns). "
             + (
                 f"The lost turns had been acknowledged up to {max(ages) * 1000:.0f} ms before the "
-                "kill: the primary answered before its replica had them, and the replica that took "
-                "over never got them. "
+                "kill: the primary answered before they had reached its replica (or before the "
+                "replica had applied them), and the replica that took over never had them. "
                 if ages
                 else ""
             )
             + "Replication is asynchronous, so the window is however far the replica lags, which "
-            "grows with load (on this busy 2-core machine the replica is often not scheduled for "
-            "tens of milliseconds). In exchange, saves into the killed primary's slots were "
+            "grows with load (this machine's 2 cores run every node, server and client at once). "
+            "In exchange, saves into the killed primary's slots were "
             f"unavailable only until the replica took over: {_mean(outages)} on average, with "
             f"`cluster-node-timeout` {NODE_TIMEOUT_MS} ms.",
         ]
