@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="2 servers, 8 writers of 12 turns, one round each"
     )
-    parser.add_argument("--rounds", type=int, help="rounds at REDIS_REPLICA_ACKS=0 (3; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds at REDIS_REPLICA_ACKS=0 (5; 1 with --quick)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the writers' choices")
     parser.add_argument(
         "--deadline", type=float, default=1.0, help="the servers' STORE_TIMEOUT_SECONDS (default 1)"
@@ -79,7 +79,7 @@ def main() -> None:
     campaign = Campaign(Machine.here(valkey_version()), plan, args.deadline, args.quick)
     logs: Path = args.logs or Path(tempfile.mkdtemp(prefix="session-memory-failover-"))
     logs.mkdir(parents=True, exist_ok=True)
-    anyio.run(run_campaign, campaign, args.rounds or (1 if args.quick else 3), logs)
+    anyio.run(run_campaign, campaign, args.rounds or (1 if args.quick else 5), logs)
     out: Path = args.out or REPO / "docs" / RESULT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(campaign))

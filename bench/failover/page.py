@@ -112,7 +112,7 @@ REPRODUCE = """\
 ## How to reproduce
 
 ```bash
-python -m bench.failover                  # one round at 1, three at 0; rewrites docs/failover.md
+python -m bench.failover                  # one round at 1, five at 0; rewrites docs/failover.md
 python -m bench.failover --rounds 10      # ten rounds at 0, to see how often a loss happens
 python -m bench.failover --quick --out /tmp/failover.md   # 8 clients on 2 servers, one round each
 ```
