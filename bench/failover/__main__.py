@@ -2,8 +2,9 @@
 what acknowledged turns survive. Exit 1 when a round at 1 lost, doubled or reordered one, or
 a round at 0 doubled or reordered one (a loss at 0 is measured, not a failure).
 
-python -m bench.failover                    5 servers, 50 writers; rewrites docs/failover.md
-python -m bench.failover --rounds 5         five rounds at REDIS_REPLICA_ACKS=0
+python -m bench.failover                    5 servers, 50 writers, one round at 1 and five at 0;
+                                            rewrites docs/failover.md
+python -m bench.failover --rounds 10        ten rounds at REDIS_REPLICA_ACKS=0
 python -m bench.failover --quick --out FILE a smaller run, written to FILE
 """
 
