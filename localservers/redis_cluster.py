@@ -129,6 +129,15 @@ class RedisCluster:
                 node.process.kill()
                 node.process.wait()
 
+    def wait_until_replicating(self) -> None:
+        """Wait for every live replica to have its primary's data (its first full copy done and
+        the link up): until then a failover would promote a replica without it."""
+        self._wait(lambda: all(_link_up(port) for port in self._live_replica_ports()))
+
+    def _live_replica_ports(self) -> list[int]:
+        primaries = set(self.primary_ports())
+        return [node.port for node in self.nodes if node.alive and node.port not in primaries]
+
     def restart(self, port: int) -> None:
         """Start the killed node on `port` again, with its cluster configuration: it rejoins, as
         the replica of whichever node took its slots over."""
@@ -236,6 +245,11 @@ def command(port: int, *args: str) -> str:
 def cluster_info(port: int) -> dict[str, str]:
     pairs = (line.split(":", 1) for line in command(port, "CLUSTER", "INFO").splitlines() if ":" in line)
     return {name: value.strip() for name, value in pairs}
+
+
+def _link_up(port: int) -> bool:
+    info = command(port, "INFO", "replication")
+    return "master_link_status:up" in info
 
 
 def _port_of(address: str) -> int:

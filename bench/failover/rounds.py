@@ -133,6 +133,9 @@ async def run_round(plan: Plan, acks: int, number: int, deadline: float, logs: P
     """One round with REDIS_REPLICA_ACKS=`acks`; the servers' logs go to `logs`."""
     cluster = RedisCluster().start()
     try:
+        # A replica still copying its primary's data when the kill lands would lose what it has
+        # yet to copy: not the window this measures.
+        cluster.wait_until_replicating()
         return await _with_cluster(cluster, plan, acks, number, deadline, logs)
     finally:
         cluster.stop()
