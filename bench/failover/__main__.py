@@ -35,16 +35,15 @@ def progress(step: str) -> None:
 
 
 async def run_campaign(campaign: Campaign, rounds_at_zero: int, logs: Path) -> None:
-    for acks, rounds in ((1, 1), (0, rounds_at_zero)):
-        for number in range(1, rounds + 1):
-            plan = campaign.plan
-            progress(
-                f"REDIS_REPLICA_ACKS={acks}, round {number} of {rounds}: a cluster, {plan.servers} servers, "
-                f"{plan.writers} writers of {plan.turns_per_writer} turns each"
-            )
-            done = await run_round(plan, acks, number, campaign.deadline, logs)
-            campaign.rounds.append(done)
-            progress(summary([done]).splitlines()[-1])
+    plan = campaign.plan
+    for acks, number in [(1, 1), *((0, n) for n in range(1, rounds_at_zero + 1))]:
+        progress(
+            f"REDIS_REPLICA_ACKS={acks}, round {number}: a cluster, {plan.servers} servers, "
+            f"{plan.writers} writers of {plan.turns_per_writer} turns each"
+        )
+        done = await run_round(plan, acks, number, campaign.deadline, logs)
+        campaign.rounds.append(done)
+        progress(summary([done]).splitlines()[-1])
 
 
 def valkey_version() -> str:
@@ -60,7 +59,9 @@ def valkey_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="2 servers, 8 writers of 12 turns, one round each"
+        "--quick",
+        action="store_true",
+        help="2 servers, 8 writers of 12 turns, a round at 1 and at 0",
     )
     parser.add_argument("--rounds", type=int, help="rounds at REDIS_REPLICA_ACKS=0 (5; 1 with --quick)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the writers' choices")

@@ -70,6 +70,7 @@ class Round:
     timeline: Timeline
     timing: Timing
     replica_was_primary: bool  # the killed primary's replica serves its slots afterwards
+    replica_in_step: bool | None  # its link to the primary was up when last seen before the kill
 
 
 class Watcher:
@@ -79,7 +80,24 @@ class Watcher:
         self.cluster, self.victim, self.replica = cluster, victim, replica
         self.timeline = Timeline()
         self.killed_at = 0.0
+        self.replica_in_step: bool | None = None
         self._thread: threading.Thread | None = None
+        self._sampler: threading.Thread | None = None
+
+    def sample(self) -> None:
+        """Note, every POLL_SECONDS until the kill, whether the replica's link is up (asking at
+        the moment of the kill would delay it)."""
+
+        def run() -> None:
+            while not self.killed:
+                try:
+                    self.replica_in_step = _link_up(self.replica)
+                except OSError:
+                    self.replica_in_step = False
+                time.sleep(POLL_SECONDS)
+
+        self._sampler = threading.Thread(target=run, name="replica-sampler", daemon=True)
+        self._sampler.start()
 
     def kill(self) -> None:
         self.killed_at = time.monotonic()
@@ -94,6 +112,8 @@ class Watcher:
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
+        if self._sampler is not None:
+            self._sampler.join()
 
     def _since(self) -> float:
         return time.monotonic() - self.killed_at
@@ -142,7 +162,12 @@ async def run_round(plan: Plan, acks: int, number: int, deadline: float, logs: P
 
 
 async def _with_cluster(
-    cluster: RedisCluster, plan: Plan, acks: int, number: int, deadline: float, logs: Path
+    cluster: RedisCluster,
+    plan: Plan,
+    acks: int,
+    number: int,
+    deadline: float,
+    logs: Path,
 ) -> Round:
     key_prefix = f"failover-{acks}-{number}-{uuid.uuid4().hex[:8]}:"
     env = server_env({"REDIS_URL": cluster.url}, deadline, key_prefix) | {"REDIS_REPLICA_ACKS": str(acks)}
@@ -170,6 +195,7 @@ async def _with_cluster(
             stack.enter_context(http_server(env, logs / f"acks{acks}-round{number}-server-{n}.log"))
             for n in range(plan.servers)
         ]
+        watcher.sample()
         started = time.monotonic()
         outcome = await run_writers(urls, plan, acked)
         seconds = time.monotonic() - started
@@ -190,6 +216,7 @@ async def _with_cluster(
         victim_sessions=len(victim_sessions),
         timeline=watcher.timeline,
         replica_was_primary=cluster.role(replica) == "master",
+        replica_in_step=watcher.replica_in_step,
         timing=_timing(outcome, stored, victim_sessions, watcher.killed_at),
     )
 
