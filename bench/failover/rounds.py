@@ -83,23 +83,27 @@ class Watcher:
         self.replica_in_step: bool | None = None
         self._thread: threading.Thread | None = None
         self._sampler: threading.Thread | None = None
+        self._killing = threading.Event()
 
     def sample(self) -> None:
         """Note, every POLL_SECONDS until the kill, whether the replica's link is up (asking at
         the moment of the kill would delay it)."""
 
         def run() -> None:
-            while not self.killed:
+            while not self._killing.is_set():
                 try:
-                    self.replica_in_step = _link_up(self.replica)
+                    seen = _link_up(self.replica)
                 except OSError:
-                    self.replica_in_step = False
+                    seen = False
+                if not self._killing.is_set():  # else the kill may have come first
+                    self.replica_in_step = seen
                 time.sleep(POLL_SECONDS)
 
         self._sampler = threading.Thread(target=run, name="replica-sampler", daemon=True)
         self._sampler.start()
 
     def kill(self) -> None:
+        self._killing.set()
         self.killed_at = time.monotonic()
         self.cluster.kill(self.victim)
         self._thread = threading.Thread(target=self._watch, name="failover-watcher", daemon=True)
