@@ -147,7 +147,8 @@ def _settings(campaign: Campaign) -> list[str]:
     if ones:
         lost = sum(r.tally.lost for r in ones)
         lines += [
-            f"- **`REDIS_REPLICA_ACKS=1`**: {lost} acknowledged turns lost in {len(ones)} round(s). "
+            f"- **`REDIS_REPLICA_ACKS=1`**: {lost} acknowledged turns lost in {len(ones)} "
+            f"round{'s' if len(ones) != 1 else ''}. "
             "A save is acknowledged only once a replica holds it, so the replica that takes over "
             "has every acknowledged turn. The cost is availability: the new primary has no replica "
             "until the killed node is back and has copied its data, and until then every save into "
@@ -162,8 +163,8 @@ def _settings(campaign: Campaign) -> list[str]:
             "most of that is Valkey's `repl-diskless-sync-delay`, 5 s by default, which the new "
             "primary waits before it sends its data to the returning node). A primary with two "
             "replicas keeps saves going while one is away. Each save also waits "
-            "for the replica's acknowledgement in its round trip (see the cluster rows of "
-            "docs/benchmarks.md for the cost in latency).",
+            "for the replica's acknowledgement in its round trip (`python -m bench` measures what "
+            "that costs: the cluster section of docs/benchmarks.md).",
         ]
     if zeros:
         outages = [r.timing.victim_outage for r in zeros if r.timing.victim_outage is not None]
