@@ -132,7 +132,7 @@ class RedisCluster:
     def wait_until_replicating(self) -> None:
         """Wait for every live replica to have its primary's data (its first full copy done and
         the link up): until then a failover would promote a replica without it."""
-        self._wait(lambda: all(_link_up(port) for port in self._live_replica_ports()))
+        self._wait(lambda: all(replicating(port) for port in self._live_replica_ports()))
 
     def _live_replica_ports(self) -> list[int]:
         primaries = set(self.primary_ports())
@@ -247,7 +247,8 @@ def cluster_info(port: int) -> dict[str, str]:
     return {name: value.strip() for name, value in pairs}
 
 
-def _link_up(port: int) -> bool:
+def replicating(port: int) -> bool:
+    """Whether the replica on `port` has its primary's data and its link to it is up."""
     info = command(port, "INFO", "replication")
     return "master_link_status:up" in info
 

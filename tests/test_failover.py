@@ -17,7 +17,7 @@ import redis
 
 from bench.failover.__main__ import QUICK
 from bench.failover.rounds import run_round
-from localservers.redis_cluster import RedisCluster
+from localservers.redis_cluster import RedisCluster, replicating
 from localservers.redis_server import START_PATIENCE_SECONDS
 from memory import NewTurn, SessionStore, StoreConfig, StoreUnavailableError, open_store, session_key
 
@@ -52,11 +52,6 @@ def holds(replica: int, key: str) -> bool:
     with redis.Redis(port=replica, single_connection_client=True) as client:
         client.execute_command("READONLY")
         return bool(client.exists(key) == 1)
-
-
-def replicating(port: int) -> bool:
-    with redis.Redis(port=port) as client:
-        return bool(client.info("replication").get("master_link_status") == "up")
 
 
 PREFIX = f"failover-{uuid.uuid4().hex[:8]}:"

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench.failover.writers import HOT, Attempt, Outcome, Plan, run_writers
 from bench.faults.stacks import http_server, server_env
 from bench.faults.tally import Tally, count
 from bench.faults.workload import ClientStats
-from localservers.redis_cluster import RedisCluster
+from localservers.redis_cluster import RedisCluster, replicating
 from memory import session_key
 
 # How often the watcher asks the replica whether it is primary yet.
@@ -92,8 +90,8 @@ class Watcher:
         def run() -> None:
             while not self._killing.is_set():
                 try:
-                    seen = _link_up(self.replica)
-                except OSError:
+                    seen = replicating(self.replica)
+                except (OSError, RuntimeError):
                     seen = False
                 if not self._killing.is_set():  # else the kill may have come first
                     self.replica_in_step = seen
@@ -128,7 +126,7 @@ class Watcher:
             self.timeline.promoted = self._since()
             self.cluster.restart(self.victim)
             self.timeline.restarted = self._since()
-            self._until(lambda: self.cluster.role(self.victim) == "slave" and _link_up(self.victim))
+            self._until(lambda: self.cluster.role(self.victim) == "slave" and replicating(self.victim))
             self.timeline.rejoined = self._since()
             self.cluster.wait_until_ok()
         except Exception as exc:  # reported on the page, and the round fails
@@ -145,12 +143,6 @@ class Watcher:
                 pass
             time.sleep(POLL_SECONDS)
         raise RuntimeError(f"the cluster did not get there within {patience:g} s")
-
-
-def _link_up(port: int) -> bool:
-    with redis.Redis(port=port) as client:
-        info = client.info("replication")
-    return bool(info.get("master_link_status") == "up")
 
 
 async def run_round(plan: Plan, acks: int, number: int, deadline: float, logs: Path) -> Round:
