@@ -22,6 +22,8 @@ SLOTS = 16384
 # How long a primary may stay silent before its replica takes over. Short, so that a failover
 # test is quick; long enough that a loaded machine does not fail a primary over by accident.
 NODE_TIMEOUT_MS = 2000
+# How many times a node is started on new ports when the ones it was given were taken meanwhile.
+_PORT_RACES = 3
 
 
 @dataclass
@@ -64,13 +66,27 @@ class RedisCluster:
                 self.nodes.append(node)
                 self._launch(node)
             for node in self.nodes:
-                assert node.process is not None
-                wait_for_pong(node.process, node.port)
+                self._until_up(node)
             self._form()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _until_up(self, node: ClusterNode) -> None:
+        """Wait for a new node to answer; one that exited at once lost a race for a port it was
+        given (another process bound it after `free_port` let it go) and is started on new ones."""
+        for attempt in range(_PORT_RACES):
+            assert node.process is not None
+            try:
+                wait_for_pong(node.process, node.port)
+                return
+            except RuntimeError:
+                if node.process.poll() is None or attempt + 1 == _PORT_RACES:
+                    raise
+            node.port, node.bus_port = free_port(), free_port()
+            (node.directory / "nodes.conf").unlink(missing_ok=True)  # it may name the old ports
+            self._launch(node)
 
     def _launch(self, node: ClusterNode) -> None:
         args = [
