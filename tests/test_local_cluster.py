@@ -7,6 +7,7 @@ import socket
 import pytest
 
 import localservers.redis_cluster as redis_cluster
+from localservers.redis_server import free_port
 
 
 def test_a_node_whose_port_was_taken_meanwhile_starts_on_other_ports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,8 +16,7 @@ def test_a_node_whose_port_was_taken_meanwhile_starts_on_other_ports(monkeypatch
         taken.listen()
         port = taken.getsockname()[1]
         handed_out = iter([port])
-        real = redis_cluster.free_port
-        monkeypatch.setattr(redis_cluster, "free_port", lambda: next(handed_out, None) or real())
+        monkeypatch.setattr(redis_cluster, "free_port", lambda: next(handed_out, None) or free_port())
         cluster = redis_cluster.RedisCluster().start()
         try:
             assert port not in cluster.ports
