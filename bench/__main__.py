@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio
 
+from bench.cluster import cluster_costs
 from bench.distance import distance_latency
 from bench.environment import BenchEnvironment, bench_environment
 from bench.listing import index_costs
@@ -130,6 +131,8 @@ async def run_all(env: BenchEnvironment, plan: Plan, quick: bool) -> Results:
     results.index = await index_costs(env, plan.index_sizes, plan.index_samples)
     progress("a save that drops the oldest turns")
     results.trim = await trim_costs(env, plan.trim_samples)
+    progress("a Redis Cluster beside one node")
+    results.cluster = await cluster_costs(quick)
     results.minutes = (time.monotonic() - started) / 60
     return results
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display: render straight to a file
 import matplotlib.pyplot as plt
 
 from bench.approaches import APPROACHES, OURS
+from bench.cluster import ClusterCost, cluster_section
 from bench.data import filler_turns, turn_json
 from bench.distance import OPERATIONS, DistanceLatency
 from bench.listing import LIST_PAGE, SAVE_INDEXED, SAVE_UNINDEXED, IndexCost
@@ -56,6 +57,7 @@ class Results:
     lost: list[LostTurns] = field(default_factory=list)
     index: list[IndexCost] = field(default_factory=list)
     trim: list[TrimCost] = field(default_factory=list)
+    cluster: list[ClusterCost] = field(default_factory=list)
     minutes: float = 0.0
 
 
@@ -470,6 +472,7 @@ def markdown(results: Results) -> str:
         *_kept_section(results),
         *_index_section(results),
         *_trim_section(results),
+        *cluster_section(results.cluster, 9),
         "## Plot",
         "",
         f"![Valkey time per save, latency at 10 ms RTT, bytes per save on Upstash, lost turns]({PLOT_FILE})",

@@ -4,12 +4,16 @@ replica each, from the same binary as `RedisServer`, with the slots assigned her
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from localservers.redis_server import START_PATIENCE_SECONDS, free_port, server_binary, wait_for_pong
 from localservers.resp import encode_command
@@ -18,6 +22,8 @@ SLOTS = 16384
 # How long a primary may stay silent before its replica takes over. Short, so that a failover
 # test is quick; long enough that a loaded machine does not fail a primary over by accident.
 NODE_TIMEOUT_MS = 2000
+# How many times a node is started on new ports when the ones it was given were taken meanwhile.
+_PORT_RACES = 3
 
 
 @dataclass
@@ -60,13 +66,27 @@ class RedisCluster:
                 self.nodes.append(node)
                 self._launch(node)
             for node in self.nodes:
-                assert node.process is not None
-                wait_for_pong(node.process, node.port)
+                self._until_up(node)
             self._form()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _until_up(self, node: ClusterNode) -> None:
+        """Wait for a new node to answer; one that exited at once lost a race for a port it was
+        given (another process bound it after `free_port` let it go) and is started on new ones."""
+        for attempt in range(_PORT_RACES):
+            assert node.process is not None
+            try:
+                wait_for_pong(node.process, node.port)
+                return
+            except RuntimeError:
+                if node.process.poll() is None or attempt + 1 == _PORT_RACES:
+                    raise
+            node.port, node.bus_port = free_port(), free_port()
+            (node.directory / "nodes.conf").unlink(missing_ok=True)  # it may name the old ports
+            self._launch(node)
 
     def _launch(self, node: ClusterNode) -> None:
         args = [
@@ -129,6 +149,75 @@ class RedisCluster:
                 node.process.kill()
                 node.process.wait()
 
+    def wait_until_replicating(self) -> None:
+        """Wait for every live replica to have its primary's data (its first full copy done and
+        the link up): until then a failover would promote a replica without it."""
+        self._wait(lambda: all(replicating(port) for port in self._live_replica_ports()))
+
+    def _live_replica_ports(self) -> list[int]:
+        primaries = set(self.primary_ports())
+        return [node.port for node in self.nodes if node.alive and node.port not in primaries]
+
+    def restart(self, port: int) -> None:
+        """Start the killed node on `port` again, with its cluster configuration: it rejoins, as
+        the replica of whichever node took its slots over."""
+        for node in self.nodes:
+            if node.port == port and not node.alive:
+                self._launch(node)
+                assert node.process is not None
+                wait_for_pong(node.process, node.port)
+
+    def primary_for(self, key: str) -> int:
+        """The port of the primary that serves `key`'s hash slot now."""
+        port = self._any_live_port()
+        slot = int(command(port, "CLUSTER", "KEYSLOT", key))
+        for line in known_nodes(port):
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for served in fields[8:]:
+                first, _, last = served.partition("-")
+                if not first.startswith("[") and int(first) <= slot <= int(last or first):
+                    return _port_of(fields[1])
+        raise RuntimeError(f"no primary serves slot {slot} now")
+
+    def replica_of(self, port: int) -> int:
+        """The port of a replica of the primary on `port`."""
+        node_id = command(port, "CLUSTER", "MYID")
+        for line in known_nodes(self._any_live_port()):
+            fields = line.split()
+            if fields[3] == node_id and "fail" not in fields[2]:
+                return _port_of(fields[1])
+        raise RuntimeError(f"the node on port {port} has no replica")
+
+    def role(self, port: int) -> str:
+        """What the node on `port` says it is: "master" or "slave"."""
+        myself = next(line for line in known_nodes(port) if "myself" in line.split()[2])
+        return "master" if "master" in myself.split()[2] else "slave"
+
+    def sessions(self, key_prefix: str) -> dict[str, list[dict[str, Any]]]:
+        """Every session stored under `key_prefix`, read from every primary (SCAN, GET): its id
+        and its turns."""
+        head = f"{key_prefix}session:"
+        found: dict[str, list[dict[str, Any]]] = {}
+        for port in self.primary_ports():
+            client = redis.Redis(port=port)
+            try:
+                for key in client.scan_iter(match=f"{_glob_escape(head)}*", count=1000):
+                    value = client.get(key)
+                    assert isinstance(key, bytes)
+                    if isinstance(value, bytes):
+                        found[key.decode()[len(head) :]] = json.loads(value)
+            finally:
+                client.close()
+        return found
+
+    def _any_live_port(self) -> int:
+        for node in self.nodes:
+            if node.alive:
+                return node.port
+        raise RuntimeError("no node of the cluster is running")
+
     def wait_until_ok(self) -> None:
         """Wait for the cluster to say ok again (a failover to finish)."""
         self._wait(self.is_ok)
@@ -176,6 +265,21 @@ def command(port: int, *args: str) -> str:
 def cluster_info(port: int) -> dict[str, str]:
     pairs = (line.split(":", 1) for line in command(port, "CLUSTER", "INFO").splitlines() if ":" in line)
     return {name: value.strip() for name, value in pairs}
+
+
+def replicating(port: int) -> bool:
+    """Whether the replica on `port` has its primary's data and its link to it is up."""
+    info = command(port, "INFO", "replication")
+    return "master_link_status:up" in info
+
+
+def _port_of(address: str) -> int:
+    """The port of a CLUSTER NODES address, `host:port@bus_port`."""
+    return int(address.split("@")[0].rsplit(":", 1)[1])
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def known_nodes(port: int) -> list[str]:
