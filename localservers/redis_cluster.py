@@ -44,6 +44,9 @@ class RedisCluster:
 
     primaries: int = 3
     replicas: int = 1
+    # How long a silent primary lasts before its replica takes over. A cluster whose tests never
+    # kill a node takes a long one: on a starved machine a node may be silent for a while.
+    node_timeout_ms: int = NODE_TIMEOUT_MS
     nodes: list[ClusterNode] = field(default_factory=list)
     _workdir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -97,7 +100,7 @@ class RedisCluster:
             # The bus's own port: the default (port + 10000) may be taken, or past 65535.
             "--cluster-port", str(node.bus_port),
             "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            "--cluster-node-timeout", str(self.node_timeout_ms),
             # A replica takes over however long it was cut off from its primary.
             "--cluster-replica-validity-factor", "0",
         ]  # fmt: skip

@@ -25,6 +25,8 @@ from server.settings import Settings
 GATEWAY_TOKEN = "test-token-5f2b9c"
 
 SettingsFactory = Callable[..., StoreConfig]
+# A cluster node this long silent (a starved machine) is taken for dead, and its replica promoted.
+STEADY_NODE_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
@@ -42,7 +44,8 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
     """A Redis Cluster of three primaries with a replica each, started when a test first needs it."""
-    cluster = RedisCluster().start()
+    # Its nodes are never killed: a long node timeout, so that no failover happens by itself.
+    cluster = RedisCluster(node_timeout_ms=STEADY_NODE_TIMEOUT_MS).start()
     yield cluster
     cluster.stop()
 

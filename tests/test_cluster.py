@@ -32,7 +32,7 @@ from memory import (
 from memory.index import index_keys
 from memory.redis_store import RedisStore
 from memory.rules import deletion_marker_key, session_key
-from tests.conftest import SettingsFactory
+from tests.conftest import STEADY_NODE_TIMEOUT_MS, SettingsFactory
 from tests.support.results import structured
 
 pytestmark = pytest.mark.anyio
@@ -283,7 +283,7 @@ async def test_saves_follow_a_slot_that_moves_to_another_primary(
     make_settings: SettingsFactory, key_prefix: str, acks: int
 ) -> None:
     # A cluster of its own: the test changes its slot map.
-    cluster = RedisCluster().start()
+    cluster = RedisCluster(node_timeout_ms=STEADY_NODE_TIMEOUT_MS).start()
     try:
         settings = make_settings("cluster", redis_url=cluster.url, redis_replica_acks=acks, store_retries=1)
         session_id = "moving"
