@@ -119,6 +119,7 @@ class StoreConfig(BaseModel):
             ) from None
         if "," not in parts.netloc:
             _refuse_port_zero(parts)
+        _check_libpq_options(text)
         return SecretStr(text)
 
     @field_validator("sqlite_path")
@@ -207,6 +208,22 @@ def _check_port(url: str) -> None:
         urlsplit(url).port  # noqa: B018 - parsing the port is the check
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
+
+
+def _check_libpq_options(url: str) -> None:
+    """An option libpq does not know fails every connection, reported as nothing more than a
+    ProgrammingError: refuse it here, by what is wrong, never quoting it (an option may hold a
+    password)."""
+    import psycopg  # here, so that a server on another store does not load the driver
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ValueError(
+            "has a query option libpq does not know, or a malformed one: check its options "
+            "(such as sslmode, sslrootcert, connect_timeout)"
+        ) from None
 
 
 def _refuse_port_zero(parts: SplitResult) -> None:

@@ -355,6 +355,30 @@ def test_a_cluster_url_naming_a_database_is_refused_as_such(monkeypatch: pytest.
     assert described == "REDIS_URL: names a database, and a Redis Cluster has only database 0"
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://app:hunter2@db.test/memory?sslmod=require", "postgresql://app:hunter2@db.test/memory?x=1"],
+)
+def test_a_database_url_with_an_option_libpq_does_not_know_is_refused_without_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described.startswith("DATABASE_URL: has a query option libpq does not know, or a malformed one")
+    for fragment in ("hunter2", "sslmod=", "x=1", "db.test"):
+        assert fragment not in described
+
+
+def test_a_database_url_with_libpq_options_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        "postgresql://app:pw@db.test:5432/memory?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5",
+    )
+    assert Settings().backend == "postgres"
+
+
 def test_a_database_url_listing_several_hosts_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "DATABASE_URL", "postgresql://app:pw@db1:5432,db2:5432/memory?target_session_attrs=read-write"
