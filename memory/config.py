@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 import platformdirs
@@ -68,6 +68,7 @@ class StoreConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://example.upstash.io")
         _check_port(url)
+        _refuse_port_zero(urlsplit(url.strip()))
         return url.strip()
 
     @field_validator("redis_url")
@@ -81,14 +82,16 @@ class StoreConfig(BaseModel):
                 "must start with redis://, rediss://, unix:// or, for a Redis Cluster, "
                 "redis+cluster:// or rediss+cluster://"
             )
-        if parts.scheme in CLUSTER_SCHEMES and parts.path.removeprefix("/") not in ("", "0"):
-            raise ValueError("names a database, and a Redis Cluster has only database 0")
+        # Well-formedness first: a `/` in an unencoded password otherwise reads as a database.
         if not _well_formed_redis_url(url.get_secret_value()):
             # Never quote the URL or a part of it: the part would be the password's.
             raise ValueError(
                 "is not a well-formed URL; percent-encode any / # ? @ in the user name and "
                 "password (for example / as %2F)"
             )
+        if parts.scheme in CLUSTER_SCHEMES and parts.path.removeprefix("/") not in ("", "0"):
+            raise ValueError("names a database, and a Redis Cluster has only database 0")
+        _refuse_port_zero(parts)
         return url
 
     @field_validator("database_url")
@@ -97,17 +100,26 @@ class StoreConfig(BaseModel):
         if url is None:
             return None
         text = url.get_secret_value().strip()
-        if urlsplit(text).scheme not in ("postgresql", "postgres"):
+        parts = urlsplit(text)
+        if parts.scheme not in ("postgresql", "postgres"):
             # Never quote the URL or a part of it: the part would be the password's.
             raise ValueError("must start with postgresql:// or postgres://")
         try:
-            if "," not in urlsplit(text).netloc:  # libpq's host1:port1,host2:port2 lists no one port
+            # An unencoded `#` or `/` in the password ends the host part early: what follows
+            # lands in the fragment or the path, and a part of the password would be taken for
+            # the host (and named in errors).
+            if parts.fragment or "@" in parts.path:
+                raise ValueError("split in the wrong place")
+            if "," not in parts.netloc:  # libpq's host1:port1,host2:port2 lists no one port
                 _check_port(text)
         except ValueError:
             raise ValueError(
                 "is not a well-formed URL; percent-encode any / # ? @ : in the user name and "
                 "password (for example / as %2F)"
             ) from None
+        if "," not in parts.netloc:
+            _refuse_port_zero(parts)
+        _check_libpq_options(text)
         return SecretStr(text)
 
     @field_validator("sqlite_path")
@@ -135,9 +147,10 @@ class StoreConfig(BaseModel):
         }
         if self.session_store is not None:
             if not configured[self.session_store]:
+                variables = _STORE_VARIABLES[self.session_store]
+                are = "are" if " and " in variables else "is"
                 raise ConfigurationError(
-                    f"SESSION_STORE={self.session_store} needs {_STORE_VARIABLES[self.session_store]}, "
-                    "which is not set"
+                    f"SESSION_STORE={self.session_store} needs {variables}, which {are} not set"
                 )
             return self
         if self.database_url is not None:
@@ -195,6 +208,28 @@ def _check_port(url: str) -> None:
         urlsplit(url).port  # noqa: B018 - parsing the port is the check
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
+
+
+def _check_libpq_options(url: str) -> None:
+    """An option libpq does not know fails every connection, reported as nothing more than a
+    ProgrammingError: refuse it here, by what is wrong, never quoting it (an option may hold a
+    password)."""
+    import psycopg  # here, so that a server on another store does not load the driver
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ValueError(
+            "has a query option libpq does not know, or a malformed one: check its options "
+            "(such as sslmode, sslrootcert, connect_timeout)"
+        ) from None
+
+
+def _refuse_port_zero(parts: SplitResult) -> None:
+    """Port 0 parses, but no server can be reached on it: say so rather than report an outage."""
+    if parts.port == 0:
+        raise ValueError("has port 0, which no server listens on: give the server's port")
 
 
 def _well_formed_redis_url(url: str) -> bool:

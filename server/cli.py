@@ -63,6 +63,10 @@ CHATTY_LOGGERS = (
     "uvicorn.error",
     "sse_starlette",
 )
+# Drivers whose warnings quote the server's words (a user name, a host, a database) for each
+# failed connection: the store reports every failure itself, in words that quote nothing, so
+# these speak only at DEBUG, or for errors.
+DRIVER_LOGGERS = ("psycopg",)
 
 
 class ServerBuilder(Protocol):
@@ -113,6 +117,8 @@ def configure_logging(level: str) -> None:
     library_level = logging.DEBUG if level == "DEBUG" else max(logging.WARNING, logging.getLevelName(level))
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
+    for name in DRIVER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.ERROR)
     limit_flood_prone_loggers()
 
 

@@ -88,7 +88,13 @@ def import_main(argv: Sequence[str], load_settings: Callable[[Sequence[Path]], S
     except MalformedLineError as exc:
         failure = f"{exc}; the import stopped there, the lines before it are imported as counted below"
     except SessionMemoryError as exc:
-        failure = f"{exc}; the import stopped there, with the sessions counted below imported"
+        # Puts run a few at once: those under way may have been stored (a write that reached the
+        # store but not enough replicas, say) without being counted.
+        failure = (
+            f"{exc}; the import stopped there: the sessions counted below are imported, and those "
+            "under way when it stopped may be too; once the cause is fixed, import the same file "
+            "again (what is stored already counts as unchanged)"
+        )
     for number, session_id in tally.differing:
         print(
             f"{PROG}: line {number}: session {session_id!r} exists with other turns; left as it is",

@@ -163,6 +163,9 @@ def test_a_short_auth_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         "rediss://user:hun/ter2@redis-host.test/0",
         "redis://:hunter2@redis-host.test:zzport",
         "unix://:hun/ter2@/run/redis.sock",
+        # On a cluster too: the `/` must not make the rest read as a database number.
+        "redis+cluster://:hun/ter2@redis-host.test:6379",
+        "redis+cluster://:hun/ter2#x@redis-host.test:6379",
     ],
 )
 def test_a_malformed_redis_url_is_named_without_any_part_of_it(
@@ -272,16 +275,16 @@ def test_session_store_chooses_between_configured_stores(
 @pytest.mark.parametrize(
     ("chosen", "missing"),
     [
-        ("postgres", "DATABASE_URL"),
-        ("redis", "REDIS_URL"),
-        ("upstash", "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN"),
+        ("postgres", "DATABASE_URL, which is"),
+        ("redis", "REDIS_URL, which is"),
+        ("upstash", "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, which are"),
     ],
 )
 def test_session_store_without_its_settings_is_refused(
     monkeypatch: pytest.MonkeyPatch, chosen: str, missing: str
 ) -> None:
     monkeypatch.setenv("SESSION_STORE", chosen)
-    with pytest.raises(ConfigurationError, match=f"SESSION_STORE={chosen} needs {missing}, which is not set"):
+    with pytest.raises(ConfigurationError, match=f"SESSION_STORE={chosen} needs {missing} not set"):
         Settings()
 
 
@@ -302,6 +305,78 @@ def test_a_database_url_that_cannot_work_is_refused_without_its_value(
     described = describe_validation_error(caught.value)
     assert described.startswith("DATABASE_URL: ")
     assert "hunter2" not in described
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:hun#ter2@db.test:5432/memory",
+        "postgresql://app:hun/ter2@db.test:5432/memory",
+        "postgres://app:p@hun/ter2#x@db.test/memory",
+    ],
+)
+def test_a_database_url_split_by_its_password_is_refused_without_any_part_of_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    # Accepted, the piece of the password before `/` or `#` would be taken for the host and
+    # named in the driver's log lines and in the store's errors.
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described.startswith("DATABASE_URL: is not a well-formed URL; percent-encode")
+    for fragment in ("hun", "ter2", "db.test", "5432"):
+        assert fragment not in described
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("REDIS_URL", "redis://:hunter2@redis.test:0/0"),
+        ("REDIS_URL", "redis+cluster://:hunter2@redis.test:0"),
+        ("DATABASE_URL", "postgresql://app:hunter2@db.test:0/memory"),
+    ],
+)
+def test_port_zero_is_refused_as_a_setting_not_reported_as_an_outage(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described == f"{variable}: has port 0, which no server listens on: give the server's port"
+
+
+def test_a_cluster_url_naming_a_database_is_refused_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis+cluster://:hunter2@redis.test:6379/3")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described == "REDIS_URL: names a database, and a Redis Cluster has only database 0"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://app:hunter2@db.test/memory?sslmod=require", "postgresql://app:hunter2@db.test/memory?x=1"],
+)
+def test_a_database_url_with_an_option_libpq_does_not_know_is_refused_without_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    described = describe_validation_error(caught.value)
+    assert described.startswith("DATABASE_URL: has a query option libpq does not know, or a malformed one")
+    for fragment in ("hunter2", "sslmod=", "x=1", "db.test"):
+        assert fragment not in described
+
+
+def test_a_database_url_with_libpq_options_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        "postgresql://app:pw@db.test:5432/memory?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5",
+    )
+    assert Settings().backend == "postgres"
 
 
 def test_a_database_url_listing_several_hosts_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
