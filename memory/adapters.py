@@ -38,6 +38,8 @@ _RESP_REPLY_PREFIXES = (b"+", b"-", b"$", b"*", b"%", b"_", b":")
 # Replies of a server that is up but cannot run commands just now; the command did not run.
 _BUSY_CODES = frozenset({"BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"})
 _AUTH_CODES = frozenset({"WRONGPASS", "NOAUTH", "NOPERM"})
+# Replies only a node of a Redis Cluster gives: a key that another node serves.
+_CLUSTER_CODES = frozenset({"MOVED", "ASK", "CROSSSLOT"})
 # Replies that are stored text, which may hold bytes that are not UTF-8.
 _TEXT_READS = frozenset({"GET", "GETRANGE"})
 # Anywhere in an Upstash error: proxies reword the replies.
@@ -103,6 +105,14 @@ class RedisAdapter:
             return self._rejected()
         if code in _BUSY_CODES:
             return errors.busy(self.what, str(exc))
+        if (
+            isinstance(exc, (redis_errors.AskError, redis_errors.ClusterCrossSlotError))
+            or code in _CLUSTER_CODES
+        ):
+            return StoreSettingsError(
+                f"{self.what} is a node of a Redis Cluster: use redis+cluster:// (or rediss+cluster://) "
+                f"in {self.variable}"
+            )
         if code == "READONLY":
             return StoreSettingsError(
                 f"{self.what} is a read-only replica: point {self.variable} at the primary"

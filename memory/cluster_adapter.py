@@ -18,11 +18,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memory import errors
-from memory.adapters import PROBE_SECONDS, RedisAdapter, scan_page, unreachable
+from memory.adapters import PROBE_SECONDS, RedisAdapter, find_cause, scan_page, unreachable
 from memory.config import StoreConfig, redact_url
 from memory.errors import (
     ConfigurationError,
     SessionMemoryError,
+    StoreSettingsError,
     StoreUnavailableError,
     not_serving_every_slot,
 )
@@ -154,5 +155,22 @@ class RedisClusterAdapter(RedisAdapter):
                 f"{self.what} is changing its slot map (a failover or a resharding); try again later"
             )
         if isinstance(exc, redis_errors.RedisClusterException):
-            return unreachable(exc, self.what, self.variable)
+            # The client wraps what stopped it from reading the slot map: the server's answer
+            # tells a setting to fix from an outage.
+            if find_cause(exc, redis_errors.AuthenticationError) or find_cause(
+                exc, redis_errors.AuthorizationError
+            ):
+                return self._rejected()
+            answer = find_cause(exc, redis_errors.ResponseError)
+            if (answer is not None and _not_a_cluster(str(answer))) or _not_a_cluster(str(exc)):
+                return StoreSettingsError(
+                    f"the server at {self.location} is not a Redis Cluster (its cluster support is "
+                    "disabled): use redis:// or rediss:// in REDIS_URL"
+                )
+            return unreachable(exc, f"a node of {self.what}", self.variable)
         return super().translate(exc)
+
+
+def _not_a_cluster(reply: str) -> bool:
+    text = reply.lower()
+    return "cluster support disabled" in text or "cluster mode is not enabled" in text

@@ -19,13 +19,15 @@ from redis.crc import key_slot
 
 from localservers.processes import CONSOLE_SCRIPT, child_env
 from localservers.raw import ClusterRaw
-from localservers.redis_cluster import RedisCluster, cluster_info, command
+from localservers.redis_cluster import SLOTS, RedisCluster, cluster_info, command
 from localservers.redis_server import RedisServer
 from memory import (
     ConfigurationError,
     InvalidSessionIdError,
     NewTurn,
+    StoreAuthError,
     StoreConfig,
+    StoreSettingsError,
     StoreUnavailableError,
     open_store,
 )
@@ -312,3 +314,54 @@ async def test_saves_follow_a_slot_that_moves_to_another_primary(
             assert node.exists(session_key(key_prefix, session_id))
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def guarded_cluster() -> Iterator[RedisCluster]:
+    """Three primaries without replicas that ask for a password."""
+    cluster = RedisCluster(replicas=0, node_timeout_ms=STEADY_NODE_TIMEOUT_MS).start()
+    try:
+        for port in cluster.ports:
+            command(port, "CONFIG", "SET", "requirepass", "right-password")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_a_wrong_cluster_password_is_a_setting_to_fix_not_an_outage(
+    guarded_cluster: RedisCluster,
+) -> None:
+    port = guarded_cluster.ports[0]
+    rejected = "rejected the credentials: check the user name and password in REDIS_URL"
+    for credentials in (":wrong-password@", ""):
+        url = f"redis+cluster://{credentials}127.0.0.1:{port}"
+        async with open_store(StoreConfig(redis_url=url, store_timeout_seconds=5)) as store:
+            with pytest.raises(StoreAuthError, match=rejected) as raised:
+                await store.check()
+        assert "wrong-password" not in str(raised.value)
+    right = f"redis+cluster://:right-password@127.0.0.1:{port}"
+    async with open_store(StoreConfig(redis_url=right)) as store:
+        await store.check()
+        await store.save_turn("s", NewTurn(role="user", content="let in"))
+
+
+async def test_a_cluster_url_aimed_at_one_server_says_it_is_not_a_cluster(redis_server: RedisServer) -> None:
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    async with open_store(StoreConfig(redis_url=url, store_timeout_seconds=5)) as store:
+        with pytest.raises(StoreSettingsError, match=r"is not a Redis Cluster .*use redis:// or rediss://"):
+            await store.check()
+
+
+async def test_a_plain_url_aimed_at_a_cluster_node_says_to_use_the_cluster_scheme(
+    redis_cluster: RedisCluster, key_prefix: str
+) -> None:
+    seed = redis_cluster.nodes[0].port  # the first primary: it serves the first third of the slots
+    elsewhere = next(
+        f"s{n}" for n in range(1000) if key_slot(session_key(key_prefix, f"s{n}").encode()) >= SLOTS // 3 + 1
+    )
+    config = StoreConfig(
+        redis_url=f"redis://127.0.0.1:{seed}/0", key_prefix=key_prefix, store_timeout_seconds=5
+    )
+    async with open_store(config) as store:
+        with pytest.raises(StoreSettingsError, match=r"is a node of a Redis Cluster: use redis\+cluster://"):
+            await store.get_session(elsewhere)
