@@ -154,29 +154,34 @@ def test_a_short_auth_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "MCP_AUTH_TOKEN: must be at least 16 characters" in describe_validation_error(caught.value)
 
 
+# Each store URL whose password, unencoded, splits it in the wrong place: refused, and named without
+# any part of it (the piece before a `/` or `#` would be taken for the host, and shown).
 @pytest.mark.parametrize(
-    "url",
+    ("variable", "url"),
     [
-        "redis://:hun/ter2@redis-host.test:6379/0",
-        "redis://:hun#ter2@redis-host.test:6379",
-        "redis://:hun?ter2@redis-host.test:6379/0",
-        "rediss://user:hun/ter2@redis-host.test/0",
-        "redis://:hunter2@redis-host.test:zzport",
-        "unix://:hun/ter2@/run/redis.sock",
+        ("REDIS_URL", "redis://:hun/ter2@redis-host.test:6379/0"),
+        ("REDIS_URL", "redis://:hun#ter2@redis-host.test:6379"),
+        ("REDIS_URL", "redis://:hun?ter2@redis-host.test:6379/0"),
+        ("REDIS_URL", "rediss://user:hun/ter2@redis-host.test/0"),
+        ("REDIS_URL", "redis://:hunter2@redis-host.test:zzport"),
+        ("REDIS_URL", "unix://:hun/ter2@/run/redis.sock"),
         # On a cluster too: the `/` must not make the rest read as a database number.
-        "redis+cluster://:hun/ter2@redis-host.test:6379",
-        "redis+cluster://:hun/ter2#x@redis-host.test:6379",
+        ("REDIS_URL", "redis+cluster://:hun/ter2@redis-host.test:6379"),
+        ("REDIS_URL", "redis+cluster://:hun/ter2#x@redis-host.test:6379"),
+        ("DATABASE_URL", "postgresql://app:hun#ter2@db.test:5432/memory"),
+        ("DATABASE_URL", "postgresql://app:hun/ter2@db.test:5432/memory"),
+        ("DATABASE_URL", "postgres://app:p@hun/ter2#x@db.test/memory"),
     ],
 )
-def test_a_malformed_redis_url_is_named_without_any_part_of_it(
-    monkeypatch: pytest.MonkeyPatch, url: str
+def test_a_url_split_by_its_password_is_refused_without_any_part_of_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv(variable, url)
     with pytest.raises(ValidationError) as caught:
         Settings()
     described = describe_validation_error(caught.value)
-    assert described.startswith("REDIS_URL: is not a well-formed URL; percent-encode")
-    for fragment in ("hun", "ter2", "redis-host", "6379", "zzport"):
+    assert described.startswith(f"{variable}: is not a well-formed URL; percent-encode")
+    for fragment in ("hun", "ter2", "redis-host", "db.test", "6379", "5432", "zzport"):
         assert fragment not in described
 
 
@@ -305,28 +310,6 @@ def test_a_database_url_that_cannot_work_is_refused_without_its_value(
     described = describe_validation_error(caught.value)
     assert described.startswith("DATABASE_URL: ")
     assert "hunter2" not in described
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql://app:hun#ter2@db.test:5432/memory",
-        "postgresql://app:hun/ter2@db.test:5432/memory",
-        "postgres://app:p@hun/ter2#x@db.test/memory",
-    ],
-)
-def test_a_database_url_split_by_its_password_is_refused_without_any_part_of_it(
-    monkeypatch: pytest.MonkeyPatch, url: str
-) -> None:
-    # Accepted, the piece of the password before `/` or `#` would be taken for the host and
-    # named in the driver's log lines and in the store's errors.
-    monkeypatch.setenv("DATABASE_URL", url)
-    with pytest.raises(ValidationError) as caught:
-        Settings()
-    described = describe_validation_error(caught.value)
-    assert described.startswith("DATABASE_URL: is not a well-formed URL; percent-encode")
-    for fragment in ("hun", "ter2", "db.test", "5432"):
-        assert fragment not in described
 
 
 @pytest.mark.parametrize(
